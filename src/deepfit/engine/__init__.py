@@ -1,0 +1,1 @@
+"""The training engine: Learner, callbacks, schedules, checkpoints, distributed set-up."""

@@ -1,0 +1,57 @@
+"""One exception hierarchy for deepfit.
+
+Every error deepfit raises on purpose is a :class:`DeepfitError`; the subclasses say what
+went wrong. Messages name the bad value, where it came from, and the fix.
+
+``CancelFit`` and ``CancelEpoch`` are not errors: callbacks raise them to stop training early.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "DeepfitError",
+    "ConfigError",
+    "DataError",
+    "CheckpointError",
+    "NonFiniteLossError",
+    "CallbackError",
+    "DistributedError",
+    "CancelFit",
+    "CancelEpoch",
+]
+
+
+class DeepfitError(Exception):
+    """Base class of every error deepfit raises on purpose."""
+
+
+class ConfigError(DeepfitError, ValueError):
+    """An argument or setting has a bad value."""
+
+
+class DataError(DeepfitError, ValueError):
+    """Input data cannot be used as given (wrong shape, type, size, or content)."""
+
+
+class CheckpointError(DeepfitError):
+    """A checkpoint is missing, truncated, corrupt, or does not fit the run resuming it."""
+
+
+class NonFiniteLossError(DeepfitError, FloatingPointError):
+    """The training loss became NaN or infinite; training stopped."""
+
+
+class CallbackError(DeepfitError):
+    """A callback raised an unexpected error; the message names the callback and event."""
+
+
+class DistributedError(DeepfitError):
+    """torch.distributed is misconfigured (environment, backend, or world size)."""
+
+
+class CancelFit(Exception):
+    """Raise from a callback to end ``fit`` cleanly after the current step."""
+
+
+class CancelEpoch(Exception):
+    """Raise from a callback to end the current epoch cleanly and go on to validation."""

@@ -1,0 +1,1 @@
+"""Glue per task: data in, trained model and run directory out."""

@@ -1,0 +1,137 @@
+import csv
+import io
+import json
+
+import pytest
+import torch
+from torch import nn
+
+from deepfit import Callback, Learner
+from deepfit.engine.callbacks import CallbackList, CSVLogger, EarlyStopping, JSONLLogger, ProgressLog
+from deepfit.errors import CallbackError, CancelEpoch, CancelFit
+
+
+def _data(n=64):
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(n, 4, generator=g)
+    return x, (x[:, 0] > 0).long()
+
+
+class Recorder(Callback):
+    def __init__(self):
+        self.events = []
+
+    def on_fit_start(self, learner): self.events.append("fit_start")
+    def on_epoch_start(self, learner): self.events.append("epoch_start")
+    def on_batch_start(self, learner): self.events.append("batch_start")
+    def on_after_backward(self, learner): self.events.append("after_backward")
+    def on_batch_end(self, learner): self.events.append("batch_end")
+    def on_validation_end(self, learner): self.events.append("validation_end")
+    def on_epoch_end(self, learner): self.events.append("epoch_end")
+    def on_fit_end(self, learner): self.events.append("fit_end")
+
+
+def test_event_order():
+    rec = Recorder()
+    x, y = _data()
+    Learner(nn.Linear(4, 2), (x, y), (x, y), batch_size=32, callbacks=[rec], progress=False).fit(2)
+    step = ["batch_start", "after_backward", "batch_end"]
+    epoch = ["epoch_start", *step, *step, "validation_end", "epoch_end"]
+    assert rec.events == ["fit_start", *epoch, *epoch, "fit_end"]
+
+
+def test_dispatch_lists_only_overridden_events():
+    class OnlyEpochEnd(Callback):
+        def on_epoch_end(self, learner): ...
+
+    cbs = CallbackList([OnlyEpochEnd()])
+    assert cbs.has("on_epoch_end")
+    assert not cbs.has("on_batch_end") and not cbs.has("on_after_backward")
+
+
+def test_cancel_fit_and_cancel_epoch():
+    class StopAt(Callback):
+        def on_batch_end(self, learner):
+            if learner.step == 3:
+                raise CancelFit()
+
+    class SkipRest(Callback):
+        def on_batch_end(self, learner):
+            raise CancelEpoch()
+
+    x, y = _data(128)
+    learn = Learner(nn.Linear(4, 2), (x, y), batch_size=16, callbacks=[StopAt()], progress=False)
+    assert learn.fit(5) == [] and learn.step == 3
+    learn = Learner(nn.Linear(4, 2), (x, y), batch_size=16, callbacks=[SkipRest()], progress=False)
+    assert len(learn.fit(3)) == 3 and learn.step == 3  # one step per epoch
+
+
+def test_callback_error_names_callback_and_event():
+    class Broken(Callback):
+        def on_epoch_end(self, learner):
+            raise KeyError("oops")
+
+    x, y = _data()
+    learn = Learner(nn.Linear(4, 2), (x, y), callbacks=[Broken()], progress=False)
+    with pytest.raises(CallbackError, match=r"Broken failed in on_epoch_end \(epoch 1, step 1\).*KeyError"):
+        learn.fit(1)
+
+
+def test_early_stopping_stops_and_restores_best():
+    x, y = _data(256)
+    noise_y = torch.randint(0, 2, (256,), generator=torch.Generator().manual_seed(1))
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 64), nn.ReLU(), nn.Linear(64, 2))
+    es = EarlyStopping("valid_loss", patience=2)
+    # Random labels: the valid loss soon rises as the model memorises noise.
+    learn = Learner(model, (x, noise_y), (x[:64] + 0.5, noise_y[:64]), lr=3e-2, callbacks=[es], progress=False)
+    history = learn.fit(60)
+    assert len(history) < 60
+    best = min(history, key=lambda r: r["valid_loss"])
+    assert es.best_epoch == best["epoch"]
+    assert learn.validate()["loss"] == pytest.approx(best["valid_loss"], rel=1e-5)
+
+
+def test_early_stopping_unknown_monitor_is_a_clear_error():
+    x, y = _data()
+    learn = Learner(nn.Linear(4, 2), (x, y), callbacks=[EarlyStopping("valid_acc")], progress=False)
+    with pytest.raises(Exception, match="monitors 'valid_acc'.*available: train_loss"):
+        learn.fit(1)
+
+
+def test_csv_and_jsonl_logs(tmp_path):
+    x, y = _data()
+    learn = Learner(
+        nn.Linear(4, 2), (x, y), (x, y), metrics=["accuracy"],
+        callbacks=[CSVLogger(tmp_path / "h.csv"), JSONLLogger(tmp_path / "h.jsonl")], progress=False,
+    )
+    history = learn.fit(3)
+    rows = list(csv.DictReader(open(tmp_path / "h.csv")))
+    assert [int(r["epoch"]) for r in rows] == [1, 2, 3]
+    assert float(rows[-1]["valid_accuracy"]) == pytest.approx(history[-1]["valid_accuracy"])
+    lines = [json.loads(line) for line in open(tmp_path / "h.jsonl")]
+    assert lines == history
+
+
+def test_progress_log_prints_one_line_per_epoch():
+    stream = io.StringIO()
+    x, y = _data()
+    Learner(nn.Linear(4, 2), (x, y), callbacks=[ProgressLog(stream)], progress=False).fit(3)
+    lines = stream.getvalue().strip().splitlines()
+    assert len(lines) == 3 and lines[0].startswith("epoch 1/3  train_loss")
+
+
+def test_tensorboard_logger_needs_package_or_writes(tmp_path):
+    from deepfit.engine.callbacks import TensorBoardLogger
+    from deepfit.errors import ConfigError
+
+    x, y = _data()
+    learn = Learner(nn.Linear(4, 2), (x, y), callbacks=[TensorBoardLogger(tmp_path / "tb")], progress=False)
+    try:
+        import tensorboard  # noqa: F401
+    except ImportError:
+        with pytest.raises(ConfigError, match="pip install 'deepfit\\[tensorboard\\]'"):
+            learn.fit(1)
+    else:
+        learn.fit(1)
+        assert any((tmp_path / "tb").iterdir())

@@ -1,0 +1,24 @@
+"""Docstring examples run."""
+
+import doctest
+import importlib
+
+import pytest
+
+MODULES = [
+    "deepfit",
+    "deepfit.metrics",
+    "deepfit.engine.losses",
+    "deepfit.engine.schedules",
+    "deepfit.engine.learner",
+    "deepfit.models.mlp",
+    "deepfit.datasets",
+]
+
+
+@pytest.mark.parametrize("name", MODULES)
+def test_docstring_examples(name):
+    module = importlib.import_module(name)
+    result = doctest.testmod(module, optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
+    assert result.attempted > 0, f"{name} has no examples"
+    assert result.failed == 0
