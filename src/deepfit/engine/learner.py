@@ -363,7 +363,7 @@ class Learner:
             "epoch_time": self._epoch_time(),
             "history": self.history,
             "callbacks": self.callbacks.state_dict(),
-            "compiled": self._runner.compiled,
+            "compiled": self._runner.decision,
             "rng": get_rng_state(),
         }
         save_checkpoint(state, path)
