@@ -53,7 +53,7 @@ def test_train_refuses_non_empty_out_without_resume(tmp_path):
     (tmp_path / "keep.txt").write_text("mine")
     proc = run("train", "digits", "--out", str(tmp_path))
     assert proc.returncode == 1
-    assert "is not empty; pass --resume" in proc.stderr
+    assert "already exists and is not empty" in proc.stderr
     assert (tmp_path / "keep.txt").read_text() == "mine"
 
 
@@ -61,7 +61,7 @@ def test_unknown_dataset_and_resume_without_run(tmp_path):
     proc = run("train", "digitz")
     assert proc.returncode == 2 and "unknown data 'digitz'" in proc.stderr
     proc = run("train", "digits", "--out", str(tmp_path / "none"), "--resume")
-    assert proc.returncode == 1 and "holds no run to resume" in proc.stderr
+    assert proc.returncode == 1 and "no interrupted run for" in proc.stderr
     proc = run("train", "digits", "--out", str(tmp_path / "x"), "--resume", "--epochs", "3")
     assert proc.returncode == 2 and "drop --epochs" in proc.stderr
 

@@ -82,9 +82,10 @@ def test_sigkill_mid_epoch_then_resume_matches_uninterrupted_run(tmp_path):
     full = _cli("train", "digits", "--out", str(tmp_path / "full"), *args)
 
     run = tmp_path / "killed"
+    work = tmp_path / "killed.incomplete"
     proc = _cli("train", "digits", "--out", str(run), *args)
     deadline = time.monotonic() + 120
-    while not (run / "last.ckpt").exists():
+    while not (work / "last.ckpt").exists():
         assert proc.poll() is None, "the run ended before writing a checkpoint"
         assert time.monotonic() < deadline
         time.sleep(0.005)
@@ -92,7 +93,8 @@ def test_sigkill_mid_epoch_then_resume_matches_uninterrupted_run(tmp_path):
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert proc.returncode == -signal.SIGKILL
-    assert not (run / "metrics.json").exists(), "the run finished before the kill: the test proved nothing"
+    assert not run.exists(), "the run finished before the kill: the test proved nothing"
+    assert not list(work.glob("*.safetensors")), "an interrupted run must not leave a model behind"
 
     resumed = _cli("train", "digits", "--out", str(run), "--resume", "--quiet")
     assert resumed.wait(timeout=300) == 0
@@ -101,4 +103,4 @@ def test_sigkill_mid_epoch_then_resume_matches_uninterrupted_run(tmp_path):
 
     a, b = load_file(tmp_path / "full" / "model.safetensors"), load_file(run / "model.safetensors")
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
-    assert not list(run.glob("*.tmp")) and not list(run.glob(".*.tmp"))
+    assert not work.exists() and not list(run.glob("*.tmp")) and not list(run.glob(".*.tmp"))

@@ -77,8 +77,8 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     from deepfit.tasks.bundled import RunSettings, train_bundled
 
     out = Path(args.out) / "digits"
-    if out.exists():
-        shutil.rmtree(out)  # the demo always starts afresh
+    for old in (out, out.with_name(out.name + ".incomplete")):
+        shutil.rmtree(old, ignore_errors=True)  # the demo always starts afresh
     print("deepfit demo: an MLP on scikit-learn's handwritten digits (1,797 real 8x8 images)")
     metrics = train_bundled(RunSettings(data="digits", epochs=20), out)
     print(f"test accuracy: {metrics['test_accuracy']:.4f}  (test loss {metrics['test_loss']:.4f})")

@@ -1,9 +1,9 @@
 """Train a model on a bundled dataset (``deepfit.datasets``) into a run directory.
 
-The run directory holds, when complete: ``run.json`` (settings), ``model.safetensors``
-(final weights), ``metrics.json`` (test metrics), ``history.csv`` and ``report.html``; while
-training, ``last.ckpt``/``best.ckpt`` make it resumable. ``run.json`` is written first, so
-``resume=True`` continues with exactly the settings the run started with.
+The run directory holds ``run.json`` (settings), ``model.safetensors`` (final weights),
+``metrics.json`` (test metrics), ``history.csv``, ``report.html``, ``last.ckpt`` and ``best.ckpt``. It is
+built in ``<out>.incomplete/`` and renamed into place when complete (see ``deepfit.rundir``);
+``resume=True`` continues an interrupted run with the settings it started with.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from deepfit.errors import ConfigError
+from deepfit.rundir import RunDir
 
 __all__ = ["RunSettings", "train_bundled"]
 
@@ -44,12 +45,6 @@ class RunSettings:
         return cls(**known)
 
 
-def _write_json(path: Path, obj: Any) -> None:
-    from deepfit.engine.checkpoint import atomic_write_bytes
-
-    atomic_write_bytes(path, (json.dumps(obj, indent=2) + "\n").encode("utf-8"))
-
-
 def train_bundled(settings: RunSettings, out: str | Path, *, resume: bool = False, progress: bool = True) -> dict[str, Any]:
     """Train an MLP on ``settings.data``; returns the test metrics.
 
@@ -69,19 +64,12 @@ def train_bundled(settings: RunSettings, out: str | Path, *, resume: bool = Fals
     from deepfit.models.mlp import MLP
     from deepfit.report import write_report
 
-    out = Path(out)
-    run_json = out / "run.json"
-    if resume:
-        if not run_json.exists():
-            raise ConfigError(f"--resume: {out} holds no run to resume (no run.json); drop --resume to start one")
-        settings = RunSettings.from_json(json.loads(run_json.read_text(encoding="utf-8")))
-        if (out / "metrics.json").exists():
-            return json.loads((out / "metrics.json").read_text(encoding="utf-8"))
-    else:
-        if out.exists() and any(out.iterdir()):
-            raise ConfigError(f"{out} is not empty; pass --resume to continue the run in it, or choose another --out")
-        out.mkdir(parents=True, exist_ok=True)
-        _write_json(run_json, settings.to_json())
+    run = RunDir(out)
+    stored = run.start(settings.to_json(), resume=resume)
+    settings = RunSettings.from_json(stored)
+    if run.complete:
+        return json.loads((run.final / "metrics.json").read_text(encoding="utf-8"))
+    work = run.work
 
     data = datasets.load(settings.data)
     if data.task != "classify":
@@ -114,11 +102,11 @@ def train_bundled(settings: RunSettings, out: str | Path, *, resume: bool = Fals
         batch_size=settings.batch_size,
         seed=settings.seed,
         progress=progress,
-        out_dir=out,
+        out_dir=work,
         checkpoint_every=settings.checkpoint_every,
-        callbacks=[CSVLogger(out / "history.csv")],
+        callbacks=[CSVLogger(work / "history.csv")],
     )
-    last = out / "last.ckpt"
+    last = work / "last.ckpt"
     t0 = time.perf_counter()
     history = learner.fit_one_cycle(settings.epochs, settings.lr, resume=last if resume and last.exists() else None)
     train_time = time.perf_counter() - t0
@@ -126,9 +114,9 @@ def train_bundled(settings: RunSettings, out: str | Path, *, resume: bool = Fals
     test = learner.validate((torch.from_numpy(data.x_test).reshape(len(data.x_test), -1), torch.from_numpy(data.y_test)))
     metrics = {f"test_{k}": v for k, v in test.items()}
     weights = {k: v.detach().cpu().contiguous() for k, v in learner.model.state_dict().items()}
-    atomic_write_bytes(out / "model.safetensors", safetensors.torch.save(weights, metadata={"format": "pt"}))
+    atomic_write_bytes(work / "model.safetensors", safetensors.torch.save(weights, metadata={"format": "pt"}))
     write_report(
-        out / "report.html",
+        work / "report.html",
         title=f"deepfit: {settings.data}",
         summary={"dataset": settings.data, "description": data.description, "train rows": len(train_idx),
                  "valid rows": n_valid, "test rows": len(data.x_test), "epochs": settings.epochs,
@@ -136,5 +124,6 @@ def train_bundled(settings: RunSettings, out: str | Path, *, resume: bool = Fals
         metrics=metrics,
         history=history,
     )
-    _write_json(out / "metrics.json", metrics)  # written last: its presence marks a complete run
+    run.write_json("metrics.json", metrics)
+    run.finish(keep=("last.ckpt", "best.ckpt"))
     return metrics

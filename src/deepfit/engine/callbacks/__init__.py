@@ -6,6 +6,7 @@ from deepfit.engine.callbacks.metrics_log import CSVLogger, JSONLLogger
 from deepfit.engine.callbacks.model_checkpoint import ModelCheckpoint
 from deepfit.engine.callbacks.progress import ProgressBar, ProgressLog
 from deepfit.engine.callbacks.tensorboard import TensorBoardLogger
+from deepfit.engine.callbacks.time_limit import TimeLimit
 
 __all__ = [
     "EVENTS",
@@ -18,4 +19,5 @@ __all__ = [
     "ProgressBar",
     "ProgressLog",
     "TensorBoardLogger",
+    "TimeLimit",
 ]
