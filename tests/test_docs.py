@@ -13,6 +13,9 @@ MODULES = [
     "deepfit.engine.learner",
     "deepfit.models.mlp",
     "deepfit.datasets",
+    "deepfit.data.sources",
+    "deepfit.data.table",
+    "deepfit.data.split",
 ]
 
 

