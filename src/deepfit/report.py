@@ -10,7 +10,7 @@ from typing import Any
 
 from deepfit.engine.checkpoint import atomic_write_bytes
 
-__all__ = ["write_report", "line_chart_svg"]
+__all__ = ["write_report", "line_chart_svg", "table_html", "confusion_matrix_html", "scatter_svg"]
 
 _COLORS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e")
 
@@ -71,9 +71,57 @@ def _fmt(value: Any) -> str:
     return html.escape(str(value))
 
 
+def table_html(rows: list[dict[str, Any]]) -> str:
+    """An HTML table of dict rows (columns: the union of keys, in first-seen order)."""
+    return _table(rows)
+
+
+def confusion_matrix_html(labels: Sequence[Any], matrix: Sequence[Sequence[int]]) -> str:
+    """A confusion matrix (rows: true class, columns: predicted), shaded by row share."""
+    head = "".join(f"<th>{html.escape(str(lab))}</th>" for lab in labels)
+    body = []
+    for lab, row in zip(labels, matrix):
+        total = max(sum(row), 1)
+        cells = "".join(
+            f'<td style="background:rgba(31,119,180,{0.85 * v / total:.2f})">{v}</td>' for v in row
+        )
+        body.append(f"<tr><th>{html.escape(str(lab))}</th>{cells}</tr>")
+    return f"<table><thead><tr><th>true \\ predicted</th>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+
+
+def scatter_svg(x: Sequence[float], y: Sequence[float], *, title: str, xlabel: str, ylabel: str,
+                width: int = 420, height: int = 320, diagonal: bool = True) -> str:
+    """An SVG scatter plot (e.g. predicted against true values), with the y = x line."""
+    pad = 44
+    pts = [(a, b) for a, b in zip(x, y) if math.isfinite(a) and math.isfinite(b)]
+    if not pts:
+        return f"<p>{html.escape(title)}: no finite values</p>"
+    lo = min(min(a, b) for a, b in pts)
+    hi = max(max(a, b) for a, b in pts)
+    hi = hi if hi > lo else lo + 1
+    s = (min(width, height) - 2 * pad) / (hi - lo)
+
+    def px(v: float) -> float:
+        return pad + (v - lo) * s
+
+    def py(v: float) -> float:
+        return height - pad - (v - lo) * s
+
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" role="img">',
+             f'<text x="{pad}" y="16" font-size="13" font-weight="bold">{html.escape(title)}</text>',
+             f'<text x="{pad}" y="{height - 8}" font-size="11">{html.escape(xlabel)} ({lo:.4g} – {hi:.4g})</text>',
+             f'<text x="4" y="{pad - 8}" font-size="11">{html.escape(ylabel)}</text>']
+    if diagonal:
+        parts.append(f'<line x1="{px(lo):.1f}" y1="{py(lo):.1f}" x2="{px(hi):.1f}" y2="{py(hi):.1f}" stroke="#d62728"/>')
+    step = max(1, len(pts) // 2000)  # at most ~2000 points keep the page light
+    parts += [f'<circle cx="{px(a):.1f}" cy="{py(b):.1f}" r="2" fill="#1f77b4" fill-opacity="0.5"/>' for a, b in pts[::step]]
+    parts.append("</svg>")
+    return "".join(parts)
+
+
 def write_report(path: str | Path, *, title: str, summary: dict[str, Any], metrics: dict[str, float],
-                 history: list[dict[str, Any]]) -> Path:
-    """Write ``report.html`` atomically and return its path."""
+                 history: list[dict[str, Any]], sections: Sequence[tuple[str, str]] = ()) -> Path:
+    """Write ``report.html`` atomically and return its path. ``sections`` are extra (title, HTML) parts."""
     charts = []
     keys = {k for row in history for k in row}
     if "train_loss" in keys:
@@ -90,8 +138,9 @@ table{{border-collapse:collapse;margin:1em 0}}td,th{{border:1px solid #ccc;paddi
 th{{background:#f4f4f4}} .charts svg{{margin:0 1em 1em 0;border:1px solid #eee}}</style></head>
 <body><h1>{html.escape(title)}</h1>
 <h2>Summary</h2>{_table([summary])}
-<h2>Test metrics</h2>{_table([metrics])}
+<h2>Metrics</h2>{_table([metrics])}
 <h2>Learning curves</h2><div class="charts">{''.join(charts)}</div>
+{''.join(f"<h2>{html.escape(t)}</h2>{body}" for t, body in sections)}
 <h2>History</h2>{_table(history)}
 </body></html>
 """

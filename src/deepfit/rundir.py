@@ -31,26 +31,29 @@ class RunDir:
     def complete(self) -> bool:
         return (self.final / "run.json").exists()
 
-    def start(self, settings: dict[str, Any], *, resume: bool) -> dict[str, Any]:
-        """Create the work folder (or find it, with ``resume``); returns the settings to use."""
-        if resume:
-            if self.complete:
-                return json.loads((self.final / "run.json").read_text(encoding="utf-8"))
-            if not (self.work / "run.json").exists():
-                raise ConfigError(
-                    f"--resume: no interrupted run for {self.final} (no {self.work / 'run.json'}); "
-                    "drop --resume to start one"
-                )
-            return json.loads((self.work / "run.json").read_text(encoding="utf-8"))
+    def check_new(self) -> None:
+        """Raise unless a new run may start here (nothing is created yet)."""
         if self.final.exists() and (not self.final.is_dir() or any(self.final.iterdir())):
             raise ConfigError(f"{self.final} already exists and is not empty; choose another --out or remove it")
         if self.work.exists():
             raise ConfigError(
                 f"{self.work} holds an interrupted run; pass --resume to continue it, or remove that folder"
             )
+
+    def stored(self) -> dict[str, Any]:
+        """The ``run.json`` of the run to resume (complete or interrupted)."""
+        for folder in (self.final, self.work):
+            if (folder / "run.json").exists():
+                return json.loads((folder / "run.json").read_text(encoding="utf-8"))
+        raise ConfigError(
+            f"--resume: no interrupted run for {self.final} (no {self.work / 'run.json'}); drop --resume to start one"
+        )
+
+    def start(self, settings: dict[str, Any]) -> None:
+        """Create the work folder and write ``run.json`` (call after the inputs have been checked)."""
+        self.check_new()
         self.work.mkdir(parents=True)
         self.write_json("run.json", settings)
-        return settings
 
     def write_json(self, name: str, obj: Any) -> Path:
         from deepfit.engine.checkpoint import atomic_write_bytes

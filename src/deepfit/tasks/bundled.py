@@ -65,15 +65,19 @@ def train_bundled(settings: RunSettings, out: str | Path, *, resume: bool = Fals
     from deepfit.report import write_report
 
     run = RunDir(out)
-    stored = run.start(settings.to_json(), resume=resume)
-    settings = RunSettings.from_json(stored)
-    if run.complete:
-        return json.loads((run.final / "metrics.json").read_text(encoding="utf-8"))
+    if resume:
+        settings = RunSettings.from_json(run.stored())
+        if run.complete:
+            return json.loads((run.final / "metrics.json").read_text(encoding="utf-8"))
+    else:
+        run.check_new()
     work = run.work
 
     data = datasets.load(settings.data)
     if data.task != "classify":
         raise ConfigError(f"dataset {settings.data!r} is a {data.task} task; only classification is wired here")
+    if not resume:
+        run.start(settings.to_json())
     # Validation carve-out from the training rows, fixed by the seed.
     rng = np.random.default_rng(settings.seed)
     order = rng.permutation(len(data.x_train))

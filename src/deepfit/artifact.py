@@ -1,0 +1,139 @@
+"""The saved model: a directory with ``model.safetensors`` and ``deepfit.json``. Never pickle.
+
+``deepfit.json`` holds the format name and version, the deepfit and torch versions, the task,
+the column types, the fitted preprocessing state, the target encoding, the model's name and
+config, and the metrics. Loading reads and validates the JSON first (format, version, required
+fields and their types, a known model name) and only then reads the weights with
+``safetensors`` — a format that holds tensors and nothing else — and checks every tensor's name
+and shape against the model the JSON describes. Nothing in an artifact can run code.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from deepfit._version import __version__
+from deepfit.errors import DeepfitError
+
+__all__ = ["ArtifactError", "FORMAT", "FORMAT_VERSION", "artifact_files", "write_artifact", "read_meta", "read_weights", "MAX_JSON_BYTES"]
+
+FORMAT = "deepfit-artifact"
+FORMAT_VERSION = 1
+MAX_JSON_BYTES = 64 * 1024 * 1024
+
+_REQUIRED: dict[str, type | tuple[type, ...]] = {
+    "format": str,
+    "format_version": int,
+    "deepfit_version": str,
+    "task": str,
+    "target": dict,
+    "columns": list,
+    "preprocessor": dict,
+    "model": dict,
+    "metrics": dict,
+}
+
+
+class ArtifactError(DeepfitError):
+    """An artifact directory is missing, incomplete, from an unknown format, or inconsistent."""
+
+
+def artifact_files(meta: dict[str, Any], weights: dict[str, torch.Tensor]) -> dict[str, bytes]:
+    """The two files of an artifact, as bytes: ``deepfit.json`` and ``model.safetensors``."""
+    from safetensors.torch import save
+
+    meta = {"format": FORMAT, "format_version": FORMAT_VERSION, "deepfit_version": __version__,
+            "torch_version": str(torch.__version__), **meta}
+    text = json.dumps(meta, indent=2, allow_nan=False)
+    return {
+        "deepfit.json": (text + "\n").encode("utf-8"),
+        "model.safetensors": save({k: v.detach().cpu().contiguous() for k, v in weights.items()}),
+    }
+
+
+def write_artifact(directory: str | os.PathLike, files: dict[str, bytes]) -> Path:
+    """Write ``files`` into a fresh temp folder beside ``directory``, then rename it into place."""
+    directory = Path(directory)
+    if directory.exists() and (not directory.is_dir() or any(directory.iterdir())):
+        raise ArtifactError(f"{directory} already exists and is not empty; choose another directory")
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
+    try:
+        for name, data in files.items():
+            with open(tmp / name, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+        if directory.exists():
+            directory.rmdir()
+        os.replace(tmp, directory)
+    except OSError as e:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise ArtifactError(f"could not write the artifact to {directory}: {e.strerror or e}; nothing was left behind") from e
+    return directory
+
+
+def read_meta(directory: str | os.PathLike) -> dict[str, Any]:
+    """Read and validate ``deepfit.json`` (no weights are touched)."""
+    directory = Path(directory)
+    path = directory / "deepfit.json"
+    if not directory.is_dir():
+        raise ArtifactError(f"{directory} is not a deepfit model directory (it does not exist or is a file)")
+    if not path.exists():
+        raise ArtifactError(f"{directory} has no deepfit.json: not a deepfit model, or an incomplete copy")
+    if path.stat().st_size > MAX_JSON_BYTES:
+        raise ArtifactError(f"{path} is larger than {MAX_JSON_BYTES} bytes: refusing to read it")
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ArtifactError(f"{path} is not valid JSON: {e}") from e
+    if not isinstance(meta, dict):
+        raise ArtifactError(f"{path} must hold a JSON object")
+    if meta.get("format") != FORMAT:
+        raise ArtifactError(f"{path} is not a deepfit artifact (format {meta.get('format')!r})")
+    version = meta.get("format_version")
+    if not isinstance(version, int) or version > FORMAT_VERSION or version < 1:
+        raise ArtifactError(
+            f"{path} has format_version {version!r}; this deepfit ({__version__}) reads versions 1..{FORMAT_VERSION}. "
+            "Upgrade deepfit to load it"
+        )
+    for key, kind in _REQUIRED.items():
+        if not isinstance(meta.get(key), kind):
+            raise ArtifactError(f"{path}: field {key!r} is missing or not a {getattr(kind, '__name__', kind)}")
+    if meta["task"] not in ("classify", "regress"):
+        raise ArtifactError(f"{path}: unknown task {meta['task']!r}")
+    model = meta["model"]
+    if not isinstance(model.get("name"), str) or not isinstance(model.get("config"), dict):
+        raise ArtifactError(f"{path}: field 'model' needs a string 'name' and an object 'config'")
+    return meta
+
+
+def read_weights(directory: str | os.PathLike, expected: dict[str, torch.Size]) -> dict[str, torch.Tensor]:
+    """Load ``model.safetensors`` and check its tensors against ``expected`` names and shapes."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    path = Path(directory) / "model.safetensors"
+    if not path.exists():
+        raise ArtifactError(f"{path} is missing: the artifact is incomplete")
+    try:
+        weights = load_file(path)
+    except (SafetensorError, OSError, ValueError) as e:
+        raise ArtifactError(f"{path} is not a readable safetensors file: {e}") from e
+    missing = sorted(set(expected) - set(weights))
+    extra = sorted(set(weights) - set(expected))
+    if missing or extra:
+        raise ArtifactError(f"{path} does not match deepfit.json: missing {missing[:5]}, unexpected {extra[:5]}")
+    for name, shape in expected.items():
+        if weights[name].shape != shape:
+            raise ArtifactError(
+                f"{path}: tensor {name!r} has shape {tuple(weights[name].shape)}, deepfit.json implies {tuple(shape)}"
+            )
+    return weights

@@ -1,0 +1,235 @@
+"""Targets: class labels ↔ codes, and numbers ↔ standardised values.
+
+:class:`ClassTarget` learns the sorted label vocabulary (numbers sort numerically). Labels are
+stored in JSON as strings, with a ``dtype`` ("int", "float", "bool" or "str") so ``decode`` gives
+back the original kind of value. ``encode`` accepts a label or its text form (``3``, ``"3"`` and
+``"3.0"`` are the same class of an int target), so labels read from a CSV match labels fitted
+from a DataFrame.
+
+:class:`RegressionTarget` standardises with the training mean and std (std 0 → 1); ``decode``
+returns original units. Rows with a missing target must be dropped before ``fit``/``encode``.
+
+Example:
+    >>> import pandas as pd
+    >>> t = make_target("classify", "y").fit(pd.Series([3, 1, 3]))
+    >>> t.encode(pd.Series(["1", 3])).tolist(), t.decode([1, 0]).tolist(), t.n_outputs
+    ([0, 1], [3, 1], 2)
+    >>> r = make_target("regress", "price").fit(pd.Series([1.0, 3.0]))
+    >>> r.encode(pd.Series([3.0])).tolist(), r.decode([-1.0]).tolist()
+    ([1.0], [1.0])
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Self
+
+import numpy as np
+import pandas as pd
+
+from deepfit.errors import ConfigError, DataError
+from deepfit.features.base import require_keys
+
+__all__ = ["ClassTarget", "RegressionTarget", "make_target", "target_from_state"]
+
+_DTYPES = ("int", "float", "bool", "str")
+
+
+def _label_dtype(values: list[Any]) -> str:
+    if all(isinstance(v, (bool, np.bool_)) for v in values):
+        return "bool"
+    if all(isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_)) for v in values):
+        return "int"
+    if all(isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, (bool, np.bool_))
+           for v in values):
+        return "float"
+    return "str"
+
+
+def _canonical(value: Any, dtype: str) -> str | None:
+    """The label's stored text form under ``dtype``, or None if it cannot be one."""
+    try:
+        if dtype == "bool":
+            text = str(value).strip().lower()
+            return {"true": "True", "1": "True", "false": "False", "0": "False"}.get(text)
+        if dtype == "int":
+            f = float(value)
+            return str(int(f)) if math.isfinite(f) and f.is_integer() else None
+        if dtype == "float":
+            f = float(value)
+            return repr(f) if math.isfinite(f) else None
+    except (TypeError, ValueError):
+        return None
+    return str(value).strip() if isinstance(value, str) else str(value)
+
+
+def _typed(label: str, dtype: str) -> Any:
+    return {"int": int, "float": float, "bool": lambda s: s == "True", "str": str}[dtype](label)
+
+
+def _no_missing(values: pd.Series, name: str) -> None:
+    if values.isna().any():
+        row = int(np.flatnonzero(values.isna().to_numpy())[0])
+        raise DataError(f"target '{name}' has a missing value at row {row}; drop rows without a target first")
+
+
+class ClassTarget:
+    """Class labels → int64 codes 0..C-1 (sorted labels); ``n_outputs`` = number of classes.
+
+    Args:
+        name: the target column (named in errors).
+    """
+
+    task = "classify"
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.labels: list[str] = []
+        self.dtype = "str"
+        self._codes: dict[str, int] = {}
+
+    @property
+    def n_outputs(self) -> int:
+        return len(self.labels)
+
+    def fit(self, values: pd.Series) -> Self:
+        """Learn the label vocabulary; DataError if there are fewer than 2 classes."""
+        _no_missing(values, self.name)
+        distinct = list(pd.unique(values.to_numpy(dtype=object)))
+        dtype = _label_dtype(distinct)
+        keys = {_canonical(v, dtype) for v in distinct}
+        if dtype == "str":
+            labels = sorted(keys)  # type: ignore[arg-type]
+        else:
+            labels = sorted(keys, key=lambda s: _typed(s, dtype))  # type: ignore[arg-type, return-value]
+        if len(labels) < 2:
+            shown = repr(_typed(labels[0], dtype)) if labels else "nothing"
+            raise DataError(f"target '{self.name}' has a single value {shown} in the training rows: nothing to "
+                            "learn; check the target column, or use more rows")
+        self._set(labels, dtype)
+        return self
+
+    def _set(self, labels: list[str], dtype: str) -> None:
+        self.labels, self.dtype = labels, dtype
+        self._codes = {label: i for i, label in enumerate(labels)}
+
+    def encode(self, values: pd.Series) -> np.ndarray:
+        """int64 codes (N,); DataError naming the first label not seen in training."""
+        if not self.labels:
+            raise ConfigError(f"target '{self.name}' is not fitted; call fit() first")
+        _no_missing(values, self.name)
+        out = np.empty(len(values), dtype=np.int64)
+        for i, v in enumerate(values.to_numpy(dtype=object)):
+            code = self._codes.get(_canonical(v, self.dtype))  # type: ignore[arg-type]
+            if code is None:
+                raise DataError(f"target '{self.name}' has the label {v!r} (row {i}) that was not in the training "
+                                f"rows; known labels: {', '.join(self.labels[:20])}")
+            out[i] = code
+        return out
+
+    def decode(self, codes: Any) -> np.ndarray:
+        """Original labels for int codes (N,): int64/float64/bool arrays, or object for strings."""
+        typed = [_typed(s, self.dtype) for s in self.labels]
+        table = np.array(typed, dtype={"int": np.int64, "float": np.float64, "bool": bool, "str": object}[self.dtype])
+        return table[np.asarray(codes, dtype=np.int64)]
+
+    def state_dict(self) -> dict:
+        return {"task": self.task, "name": self.name, "labels": list(self.labels), "dtype": self.dtype}
+
+    @classmethod
+    def from_state(cls, state: dict) -> Self:
+        require_keys(state, ("name", "labels", "dtype"), what="classification target")
+        labels, dtype = state["labels"], state["dtype"]
+        if dtype not in _DTYPES:
+            raise DataError(f"classification target: saved dtype {dtype!r} is not one of {_DTYPES}; retrain")
+        if (not isinstance(labels, list) or len(labels) < 2 or not all(isinstance(s, str) for s in labels)
+                or len(set(labels)) != len(labels)):
+            raise DataError("classification target: saved 'labels' must be 2+ distinct strings; retrain the model")
+        t = cls(str(state["name"]))
+        t._set(list(labels), dtype)
+        return t
+
+
+class RegressionTarget:
+    """Numbers → float32 ``(y - mean) / std``; ``n_outputs`` = 1.
+
+    Args:
+        name: the target column (named in errors).
+    """
+
+    task = "regress"
+    n_outputs = 1
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.mean = 0.0
+        self.std = 1.0
+        self.fitted = False
+
+    def _values(self, values: pd.Series) -> np.ndarray:
+        try:
+            y = pd.to_numeric(values, errors="raise").to_numpy(dtype=np.float64, na_value=np.nan)
+        except (ValueError, TypeError) as e:
+            raise DataError(f"target '{self.name}' must be numeric for regression ({e}); "
+                            "use task='classify' for labels") from e
+        bad = ~np.isfinite(y)
+        if bad.any():
+            i = int(np.flatnonzero(bad)[0])
+            raise DataError(f"target '{self.name}' has a missing or infinite value at row {i}; "
+                            "drop rows without a target first")
+        return y
+
+    def fit(self, values: pd.Series) -> Self:
+        """Learn mean and std of the training targets (std 0 → 1)."""
+        y = self._values(values)
+        if len(y) == 0:
+            raise DataError(f"target '{self.name}' has no training rows")
+        self.mean = float(y.mean())
+        std = float(y.std())
+        self.std = std if std > 1e-12 else 1.0
+        self.fitted = True
+        return self
+
+    def encode(self, values: pd.Series) -> np.ndarray:
+        """float32 standardised targets (N,)."""
+        if not self.fitted:
+            raise ConfigError(f"target '{self.name}' is not fitted; call fit() first")
+        return ((self._values(values) - self.mean) / self.std).astype(np.float32)
+
+    def decode(self, values: Any) -> np.ndarray:
+        """Standardised predictions (N,) → float64 in the target's units."""
+        return np.asarray(values, dtype=np.float64) * self.std + self.mean
+
+    def state_dict(self) -> dict:
+        return {"task": self.task, "name": self.name, "mean": self.mean, "std": self.std}
+
+    @classmethod
+    def from_state(cls, state: dict) -> Self:
+        require_keys(state, ("name", "mean", "std"), what="regression target")
+        mean, std = state["mean"], state["std"]
+        if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in (mean, std)) \
+                or std <= 0:
+            raise DataError("regression target: saved mean/std must be finite numbers with std > 0; retrain")
+        t = cls(str(state["name"]))
+        t.mean, t.std, t.fitted = float(mean), float(std), True
+        return t
+
+
+def make_target(task: str, name: str) -> ClassTarget | RegressionTarget:
+    """An unfitted target for ``task`` ("classify" or "regress")."""
+    if task == "classify":
+        return ClassTarget(name)
+    if task == "regress":
+        return RegressionTarget(name)
+    raise ConfigError(f"task must be 'classify' or 'regress', got {task!r}")
+
+
+def target_from_state(state: dict) -> ClassTarget | RegressionTarget:
+    """Rebuild a fitted target from its ``state_dict``."""
+    require_keys(state, ("task",), what="target")
+    task = state["task"]
+    if task == "classify":
+        return ClassTarget.from_state(state)
+    if task == "regress":
+        return RegressionTarget.from_state(state)
+    raise DataError(f"target: saved task {task!r} is neither 'classify' nor 'regress'; retrain the model")

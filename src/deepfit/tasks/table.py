@@ -1,0 +1,310 @@
+"""Tables: typed columns in, a trained :class:`~deepfit.predict.Predictor` and a run directory out.
+
+The path, step by step: read the table → find the target (suggesting close names) → infer
+column types (overridable) → drop rows without a target (said in the report) → split off a
+test set (stratified for classification; or by time, or by group; or the ``test`` data given)
+→ carve a validation set out of the training rows → fit the preprocessing on the training rows
+only → train a TabM-style ensemble (``deepfit.models.tabular``) with AdamW, label smoothing and
+early stopping on the validation loss, restoring the best weights, within an optional time
+budget → evaluate → write the artifact, ``metrics.json`` and ``report.html``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from deepfit.errors import ConfigError, DataError
+from deepfit.metrics import Metric, get_metric
+
+__all__ = ["TableSettings", "fit_table"]
+
+SUPPORTED_KINDS = ("number", "category", "binary", "date", "text")
+
+
+@dataclass(frozen=True)
+class TableSettings:
+    """Everything that decides a table run (stored in ``run.json`` for ``--resume``)."""
+
+    target: str
+    task: str = "auto"
+    types: dict[str, str] = field(default_factory=dict)
+    time_limit: float | None = None
+    seed: int = 0
+    test_size: float = 0.2
+    valid_size: float = 0.2
+    split_by: str | None = None
+    group: str | None = None
+    max_epochs: int = 200
+    patience: int = 16
+    batch_size: int | None = None
+    lr: float = 2e-3
+    weight_decay: float = 3e-4
+    label_smoothing: float = 0.1
+    k: int = 16
+    width: int = 256
+    depth: int = 3
+    dropout: float = 0.1
+    checkpoint_every: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.task not in ("auto", "classify", "regress"):
+            raise ConfigError(f"task must be 'auto', 'classify' or 'regress', got {self.task!r}")
+        if not 0 <= self.test_size < 1:
+            raise ConfigError(f"test_size must be in [0, 1), got {self.test_size}")
+        if not 0 < self.valid_size < 1:
+            raise ConfigError(f"valid_size must be in (0, 1), got {self.valid_size}")
+        if self.time_limit is not None and self.time_limit <= 0:
+            raise ConfigError(f"time_limit must be > 0 seconds, got {self.time_limit}")
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> TableSettings:
+        return cls(**{k: v for k, v in d.items() if k in cls.__dataclass_fields__})
+
+
+class _EnsembleMetric(Metric):
+    """Adapts a deepfit metric to the ensemble's (B, k, C) output."""
+
+    def __init__(self, name: str, task: str) -> None:
+        super().__init__()
+        self.inner = get_metric(name)
+        self.name = self.inner.name
+        self.higher_is_better = self.inner.higher_is_better
+        self.task = task
+
+    def reset(self) -> None:
+        self.inner.reset()
+
+    def update(self, output: torch.Tensor, target: torch.Tensor) -> None:
+        from deepfit.models.tabular import ensemble_predict
+
+        pred = ensemble_predict(output.detach().float(), self.task)
+        self.inner.update(pred.clamp(min=1e-15).log() if self.task == "classify" else pred, target)
+
+    def sync(self) -> None:
+        self.inner.sync()
+
+    def compute(self) -> float:
+        return self.inner.compute()
+
+
+def _batch_size(n: int) -> int:
+    """256 (512 from 20k rows) as calibrated on the public suite; small tables get smaller batches
+    so that an epoch still holds ~16 steps and early stopping sees enough updates."""
+    if n >= 20_000:
+        return 512
+    if n >= 4096:
+        return 256
+    return int(min(256, max(16, 2 ** round(math.log2(max(n, 1) / 16)))))
+
+
+def _fingerprint(data: Any) -> str | None:
+    if isinstance(data, (str, os.PathLike)) and Path(data).is_file():
+        h = hashlib.sha256()
+        with open(data, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                h.update(chunk)
+        return h.hexdigest()
+    return None
+
+
+def _source_name(data: Any) -> str:
+    return str(data) if isinstance(data, (str, os.PathLike)) else type(data).__name__
+
+
+def _class_labels(values: pd.Series, kind: str) -> pd.Series:
+    """Classification labels: numbers when every label parses as one (CSV text "1" → 1), else strings."""
+    from deepfit.data.table import coerce_column
+
+    if kind in ("number", "binary"):
+        numeric = coerce_column(values, "number")
+        if numeric.notna().sum() == values.notna().sum() and numeric.notna().any():
+            finite = numeric.dropna()
+            if (finite == finite.round()).all():
+                return numeric.astype("Int64").astype(object).where(numeric.notna(), np.nan)
+            return numeric
+    return coerce_column(values, "category")
+
+
+def fit_table(
+    data: Any,
+    settings: TableSettings,
+    *,
+    test: Any = None,
+    out: str | os.PathLike | None = None,
+    resume: bool = False,
+    progress: bool = True,
+) -> Any:
+    """Train on a table; returns a :class:`~deepfit.predict.Predictor` (see module docstring).
+
+    With ``out``, the run is built in ``<out>.incomplete/`` and renamed to ``out`` when complete;
+    ``resume=True`` continues an interrupted run there exactly (same settings, same data).
+    """
+    from deepfit.data.sources import read_table
+    from deepfit.data.split import split_indices
+    from deepfit.data.table import coerce_column, find_column, infer_task, infer_types
+    from deepfit.engine.callbacks import CSVLogger, EarlyStopping, TimeLimit
+    from deepfit.engine.learner import Learner
+    from deepfit.engine.precision import cpu_has_fast_bf16
+    from deepfit.engine.rng import seed_everything
+    from deepfit.features.preprocessor import TablePreprocessor
+    from deepfit.features.target import make_target
+    from deepfit.models.tabular import TabularModel, ensemble_loss
+    from deepfit.predict import Predictor
+    from deepfit.rundir import RunDir
+
+    t_start = time.perf_counter()
+    source = _source_name(data)
+    run = RunDir(out) if out is not None else None
+    if run is not None and resume:
+        stored = run.stored()
+        if run.complete:
+            return Predictor.load(run.final)
+        settings = TableSettings.from_json(stored["settings"])
+        if stored.get("data_sha256") and stored["data_sha256"] != _fingerprint(data):
+            raise ConfigError(f"--resume: {source} is not the data the run in {run.work} started with")
+    elif run is not None:
+        run.check_new()
+    elif resume:
+        raise ConfigError("resume=True needs out= (the run directory to continue)")
+
+    df = read_table(data)
+    target = find_column(df, settings.target, role="target", source=source)
+    infos = infer_types(df, target=target, overrides=settings.types, source=source)
+    notes: list[str] = []
+
+    # Rows without a target cannot teach anything: drop them, and say so.
+    missing_target = df[target].isna() | df[target].astype(str).str.strip().str.lower().isin(["", "na", "nan", "null", "none", "?"])
+    if missing_target.all():
+        raise DataError(f"target column '{target}' in {source} has no values")
+    if missing_target.any():
+        notes.append(f"{int(missing_target.sum())} rows without a '{target}' value were left out")
+        df = df.loc[~missing_target].reset_index(drop=True)
+    task = settings.task if settings.task != "auto" else infer_task(infos[target], df[target])
+    if task == "classify":
+        y_all = _class_labels(df[target], infos[target].kind)
+    else:
+        y_all = coerce_column(df[target], "number")
+        if y_all.isna().any():
+            bad = df[target][y_all.isna()].iloc[0]
+            raise DataError(f"target column '{target}' in {source} is numeric but has the value {bad!r}; "
+                            "fix it, or pass task='classify'")
+
+    # Which columns feed the model, and how.
+    columns = {}
+    for name, info in infos.items():
+        if name == target or not info.used:
+            continue
+        if info.kind not in SUPPORTED_KINDS:
+            notes.append(f"column '{name}' ({info.kind}) is not used yet by table models")
+            continue
+        columns[name] = info.kind
+    if not columns:
+        raise DataError(f"{source} has no usable input columns besides the target '{target}' "
+                        f"(types: {', '.join(f'{n}={i.kind}' for n, i in infos.items())})")
+
+    # Splits: test (unless given), then a validation carve-out of the training rows.
+    if test is not None:
+        test_df = read_table(test)
+        find_column(test_df, target, role="target", source=_source_name(test))
+        train_rows = np.arange(len(df))
+    elif settings.test_size > 0:
+        train_rows, test_rows = split_indices(df, target=target, task=task, seed=settings.seed,
+                                              test_size=settings.test_size, by=settings.split_by, group=settings.group)
+        test_df = df.iloc[test_rows].reset_index(drop=True)
+    else:
+        train_rows, test_df = np.arange(len(df)), None
+    train_df = df.iloc[train_rows].reset_index(drop=True)
+    fit_rows, valid_rows = split_indices(train_df, target=target, task=task, seed=settings.seed + 1,
+                                         test_size=settings.valid_size, by=settings.split_by, group=settings.group)
+    y_train = y_all.iloc[train_rows].reset_index(drop=True)
+
+    def coerced(frame: pd.DataFrame) -> pd.DataFrame:
+        return pd.DataFrame({c: coerce_column(frame[c], k, date_format=infos[c].date_format) for c, k in columns.items()})
+
+    x_frame = coerced(train_df)
+    date_formats = {c: infos[c].date_format for c, k in columns.items() if k == "date"}
+    pre = TablePreprocessor(columns, date_formats=date_formats).fit(x_frame.iloc[fit_rows])
+    target_enc = make_target(task, target).fit(y_train.iloc[fit_rows])
+
+    def tensors(frame: pd.DataFrame, y: pd.Series) -> tuple[torch.Tensor, ...]:
+        arrays = pre.transform(frame)
+        return (*(torch.from_numpy(np.ascontiguousarray(a)) for a in arrays), torch.from_numpy(target_enc.encode(y)))
+
+    train_t = tensors(x_frame.iloc[fit_rows].reset_index(drop=True), y_train.iloc[fit_rows].reset_index(drop=True))
+    valid_t = tensors(x_frame.iloc[valid_rows].reset_index(drop=True), y_train.iloc[valid_rows].reset_index(drop=True))
+
+    if run is not None and not resume:  # inputs are checked: only now does the run folder appear
+        run.start({"settings": settings.to_json(), "data": source, "data_sha256": _fingerprint(data),
+                   "test": _source_name(test) if test is not None else None})
+    seed_everything(settings.seed)
+    model = TabularModel(pre.spec(), n_outputs=target_enc.n_outputs, k=settings.k, width=settings.width,
+                         depth=settings.depth, dropout=settings.dropout)
+    smoothing = settings.label_smoothing if task == "classify" else 0.0
+
+    def loss(output: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return ensemble_loss(output, y, task, smoothing)
+
+    n_fit = len(fit_rows)
+    batch_size = settings.batch_size or _batch_size(n_fit)
+    callbacks: list[Any] = [EarlyStopping("valid_loss", patience=settings.patience, restore_best=True)]
+    time_limit = TimeLimit(settings.time_limit) if settings.time_limit else None
+    if time_limit is not None:
+        callbacks.append(time_limit)
+    if run is not None:
+        callbacks.append(CSVLogger(run.work / "history.csv"))
+    learner = Learner(
+        model, train_t, valid_t, loss=loss,
+        metrics=[_EnsembleMetric("accuracy" if task == "classify" else "rmse", task)],  # type: ignore[list-item]
+        lr=settings.lr, weight_decay=settings.weight_decay, batch_size=min(batch_size, n_fit),
+        precision="bf16" if cpu_has_fast_bf16() else "auto", seed=settings.seed, progress=progress,
+        out_dir=run.work if run is not None else None, checkpoint_every=settings.checkpoint_every,
+        callbacks=callbacks,
+    )
+    last = run.work / "last.ckpt" if run is not None else None
+    history = learner.fit(settings.max_epochs, resume=last if resume and last is not None and last.exists() else None)
+    model.eval()
+
+    info = {
+        "source": source,
+        "rows": int(len(df)),
+        "train_rows": int(n_fit),
+        "valid_rows": int(len(valid_rows)),
+        "test_rows": int(len(test_df)) if test_df is not None else 0,
+        "epochs": len(history),
+        "best_epoch": callbacks[0].best_epoch,
+        "stopped_by_time_limit": bool(time_limit and time_limit.stopped),
+        "fit_seconds": round(time.perf_counter() - t_start, 2),
+        "notes": notes,
+    }
+    predictor = Predictor(task=task, target=target_enc, preprocessor=pre, model=model,
+                          columns=[infos[c].to_dict() for c in infos], model_name="tabular", info=info)
+    valid_frame = train_df.iloc[valid_rows].reset_index(drop=True)
+    metrics = {f"valid_{k}": v for k, v in predictor.evaluate(valid_frame, source=f"{source} (validation rows)").items()}
+    if test_df is not None:
+        metrics.update({f"test_{k}": v for k, v in predictor.evaluate(test_df, source=f"{source} (test rows)").items()})
+    predictor.metrics = {k: v for k, v in metrics.items() if isinstance(v, float) and math.isfinite(v)}
+
+    if run is not None:
+        from deepfit.engine.checkpoint import atomic_write_bytes
+        from deepfit.tasks.table_report import table_report
+
+        for name, blob in predictor.files().items():
+            atomic_write_bytes(run.work / name, blob)
+        run.write_json("metrics.json", predictor.metrics)
+        table_report(run.work / "report.html", predictor=predictor, infos=infos, history=history,
+                     eval_frame=test_df if test_df is not None else valid_frame)
+        run.finish()
+    return predictor
