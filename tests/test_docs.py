@@ -7,6 +7,7 @@ import pytest
 
 MODULES = [
     "deepfit",
+    "deepfit.errors",
     "deepfit.metrics",
     "deepfit.engine.losses",
     "deepfit.engine.schedules",

@@ -12,13 +12,12 @@ Example:
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from deepfit.errors import ConfigError
+from deepfit.errors import ConfigError, unknown_choice
 
 __all__ = ["Dataset", "load", "names", "digits", "mnist1d", "rdataset"]
 
@@ -116,7 +115,5 @@ def load(name: str, **kwargs: object) -> Dataset:
     """Load a bundled dataset by name (see :func:`names`)."""
     key = name.lower().replace("-", "").replace("_", "")
     if key not in _LOADERS:
-        close = difflib.get_close_matches(key, _LOADERS, n=1)
-        hint = f"; did you mean {close[0]!r}?" if close else ""
-        raise ConfigError(f"unknown dataset {name!r}{hint} Available: {', '.join(names())}")
+        raise unknown_choice("dataset", name, _LOADERS)
     return _LOADERS[key](**kwargs)

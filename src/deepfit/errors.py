@@ -8,6 +8,9 @@ went wrong. Messages name the bad value, where it came from, and the fix.
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Iterable
+
 __all__ = [
     "DeepfitError",
     "ConfigError",
@@ -67,3 +70,16 @@ class ColumnNotFound(DataError, KeyError):
 
     def __str__(self) -> str:
         return str(self.args[0]) if len(self.args) == 1 else super().__str__()
+
+
+def unknown_choice(what: str, value: object, choices: Iterable[str]) -> ConfigError:
+    """A ConfigError for a name not among ``choices``, suggesting the closest one.
+
+    Example:
+        >>> str(unknown_choice("optimizer", "adamww", ["adamw", "sgd"]))
+        "unknown optimizer 'adamww'; did you mean 'adamw'? Known: adamw, sgd"
+    """
+    names = sorted(choices)
+    close = difflib.get_close_matches(str(value).lower(), names, n=1)
+    hint = f"; did you mean {close[0]!r}?" if close else ";"
+    return ConfigError(f"unknown {what} {value!r}{hint} Known: {', '.join(names)}")

@@ -17,12 +17,11 @@ Example:
 
 from __future__ import annotations
 
-import difflib
 
 import torch
 import torch.distributed as dist
 
-from deepfit.errors import ConfigError
+from deepfit.errors import ConfigError, unknown_choice
 
 __all__ = [
     "Metric",
@@ -282,7 +281,5 @@ def get_metric(metric: str | Metric) -> Metric:
         raise ConfigError(f"metric must be a name or a deepfit.metrics.Metric, got {metric!r}")
     key = metric.lower()
     if key not in METRICS:
-        close = difflib.get_close_matches(key, METRICS, n=1)
-        hint = f"; did you mean {close[0]!r}?" if close else ""
-        raise ConfigError(f"unknown metric {metric!r}{hint} Known: {', '.join(sorted(METRICS))}")
+        raise unknown_choice("metric", metric, METRICS)
     return METRICS[key]()

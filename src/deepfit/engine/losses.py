@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
 
-from deepfit.errors import ConfigError
+from deepfit.errors import ConfigError, unknown_choice
 
 __all__ = ["get_loss", "LOSSES", "infer_loss"]
 
@@ -56,9 +55,7 @@ def get_loss(loss: str | LossFn, *, label_smoothing: float = 0.0) -> LossFn:
         raise ConfigError(f"loss must be a name or a callable, got {loss!r}")
     key = loss.lower()
     if key not in LOSSES:
-        close = difflib.get_close_matches(key, LOSSES, n=1)
-        hint = f"; did you mean {close[0]!r}?" if close else ""
-        raise ConfigError(f"unknown loss {loss!r}{hint} Known: {', '.join(LOSSES)}")
+        raise unknown_choice("loss", loss, LOSSES)
     if key == "cross_entropy" and label_smoothing:
         if not 0 <= label_smoothing < 1:
             raise ConfigError(f"label_smoothing must be in [0, 1), got {label_smoothing}")

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Callable, Iterable
 from typing import Any
 
 import torch
 from torch import nn
 
-from deepfit.errors import ConfigError
+from deepfit.errors import ConfigError, unknown_choice
 
 __all__ = ["build_optimizer", "param_groups", "OPTIMIZERS"]
 
@@ -77,6 +76,4 @@ def build_optimizer(
         return torch.optim.SGD(groups, lr=lr, momentum=0.9, nesterov=True)
     if name == "rmsprop":
         return torch.optim.RMSprop(groups, lr=lr)
-    close = difflib.get_close_matches(name, OPTIMIZERS, n=1)
-    hint = f"; did you mean {close[0]!r}?" if close else ""
-    raise ConfigError(f"unknown optimizer {optimizer!r}{hint} Known: {', '.join(OPTIMIZERS)}")
+    raise unknown_choice("optimizer", optimizer, OPTIMIZERS)
