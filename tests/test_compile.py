@@ -44,3 +44,24 @@ def test_compiled_step_trains_like_eager():
     assert h_c[-1]["valid_accuracy"] > 0.9
     for a, b in zip(h_e, h_c):
         assert a["train_loss"] == pytest.approx(b["train_loss"], rel=1e-3)
+
+
+
+@pytest.mark.parametrize("budget, expect", [(None, True), (1.5, False), (1e6, True)])
+def test_auto_policy_respects_a_time_budget(monkeypatch, budget, expect):
+    import time
+
+    from deepfit.engine.callbacks import TimeLimit
+
+    callbacks = [TimeLimit(budget)] if budget else []
+    learn = Learner(_model(), _data(), progress=False, callbacks=callbacks)
+    learn.compile_policy = CompilePolicy("auto", auto_threshold_s=3.0, probe_steps=5)
+    for cb in callbacks:
+        cb._t0 = time.monotonic()
+    runner = learn._runner
+    enabled = []
+    monkeypatch.setattr(runner, "_enable", lambda: enabled.append(True))
+    runner.prepare(total_steps=1_000_000)
+    for _ in range(5):
+        runner._observe(0.01)  # projected eager time: 10,000 s
+    assert bool(enabled) is expect

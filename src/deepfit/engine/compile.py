@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
+from deepfit.engine.callbacks.time_limit import TimeLimit
 from deepfit.engine.precision import autocast
 from deepfit.errors import ConfigError
 
@@ -101,7 +102,10 @@ class StepRunner:
         if len(probe) >= self.learner.compile_policy.probe_steps:
             self._probe = None
             steady = sorted(probe[2:])[len(probe[2:]) // 2]  # median, skipping warm-up steps
-            if steady * self._remaining * self.learner.accumulate > self.learner.compile_policy.auto_threshold_s:
+            projected = steady * self._remaining * self.learner.accumulate
+            # A time budget (TimeLimit callback) caps the run: compiling cannot pay within it.
+            budgets = [cb.seconds - cb.elapsed() for cb in self.learner.callbacks if isinstance(cb, TimeLimit)]
+            if min([projected, *budgets]) > self.learner.compile_policy.auto_threshold_s:
                 self._enable()
 
     # -- the step
