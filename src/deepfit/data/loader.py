@@ -58,7 +58,48 @@ class BatchLoader:
         raise NotImplementedError
 
 
-class TensorBatches(BatchLoader):
+class _IndexBatches(BatchLoader):
+    """Common part of the in-memory and Dataset loaders: this rank's index ranges of each batch."""
+
+    def __init__(
+        self,
+        n: int,
+        *,
+        batch_size: int,
+        shuffle: bool,
+        drop_last: bool = False,
+        seed: int = 0,
+        rank: int = 0,
+        world_size: int = 1,
+    ) -> None:
+        self.n = n
+        self.batch_size = batch_size
+        self.shuffle = shuffle
+        self.drop_last = drop_last
+        self.seed = seed
+        self.rank = rank
+        self.world_size = world_size
+        self.global_batch = batch_size * world_size
+
+    def num_samples(self) -> int:
+        return self.n
+
+    def num_batches(self) -> int:
+        if self.drop_last:
+            return self.n // self.global_batch
+        return math.ceil(self.n / self.global_batch)
+
+    def ranges(self, start: int = 0) -> Iterator[tuple[int, int]]:
+        """Positions ``[lo, hi)`` in the epoch's order of this rank's share of each batch."""
+        g = self.global_batch
+        for i in range(start, self.num_batches()):
+            lo = i * g
+            # This rank's contiguous slice of the global batch. With an uneven final batch
+            # a rank may get fewer rows (never zero: see _shard_bounds).
+            yield _shard_bounds(lo, min(lo + g, self.n), self.rank, self.world_size, self.batch_size)
+
+
+class TensorBatches(_IndexBatches):
     """In-memory tensors, batched by index slicing on the device.
 
     Args:
@@ -70,50 +111,19 @@ class TensorBatches(BatchLoader):
         rank, world_size: this process's share under torch.distributed.
     """
 
-    def __init__(
-        self,
-        tensors: Sequence[torch.Tensor],
-        *,
-        batch_size: int,
-        shuffle: bool,
-        drop_last: bool = False,
-        seed: int = 0,
-        rank: int = 0,
-        world_size: int = 1,
-    ) -> None:
+    def __init__(self, tensors: Sequence[torch.Tensor], **kwargs: Any) -> None:
         self.tensors = tuple(tensors)
-        self.batch_size = batch_size
-        self.shuffle = shuffle
-        self.drop_last = drop_last
-        self.seed = seed
-        self.rank = rank
-        self.world_size = world_size
-        self.n = len(self.tensors[0])
-        self.global_batch = batch_size * world_size
-
-    def num_samples(self) -> int:
-        return self.n
-
-    def num_batches(self) -> int:
-        if self.drop_last:
-            return self.n // self.global_batch
-        return math.ceil(self.n / self.global_batch)
+        super().__init__(len(self.tensors[0]), **kwargs)
 
     def iterate(self, epoch: int, start: int = 0) -> Iterator[Batch]:
-        device = self.tensors[0].device
         if self.shuffle:
-            order = epoch_order(self.n, self.seed, epoch, device)
-            take = lambda t, lo, hi: t.index_select(0, order[lo:hi])  # noqa: E731
+            order = epoch_order(self.n, self.seed, epoch, self.tensors[0].device)
+            for lo, hi in self.ranges(start):
+                idx = order[lo:hi]
+                yield tuple(t.index_select(0, idx) for t in self.tensors)
         else:
-            take = lambda t, lo, hi: t[lo:hi]  # noqa: E731  (a view: no copy)
-        g, b = self.global_batch, self.batch_size
-        for i in range(start, self.num_batches()):
-            lo = i * g
-            hi = min(lo + g, self.n)
-            # This rank's contiguous slice of the global batch. With an uneven final batch
-            # a rank may get fewer rows (never zero: see _shard_bounds).
-            r_lo, r_hi = _shard_bounds(lo, hi, self.rank, self.world_size, b)
-            yield tuple(take(t, r_lo, r_hi) for t in self.tensors)
+            for lo, hi in self.ranges(start):
+                yield tuple(t[lo:hi] for t in self.tensors)  # views: no copy
 
 
 def _shard_bounds(lo: int, hi: int, rank: int, world: int, b: int) -> tuple[int, int]:
@@ -135,76 +145,51 @@ def _shard_bounds(lo: int, hi: int, rank: int, world: int, b: int) -> tuple[int,
 class _BatchSampler(torch.utils.data.Sampler):
     """Index batches for one epoch, from a start position, sharded by rank."""
 
-    def __init__(self, loader: DatasetBatches) -> None:
-        self.loader = loader
-        self.epoch = 0
-        self.start = 0
+    def __init__(self, loader: DatasetBatches, epoch: int, start: int) -> None:
+        self.loader, self.epoch, self.start = loader, epoch, start
 
     def __len__(self) -> int:
         return self.loader.num_batches() - self.start
 
     def __iter__(self) -> Iterator[list[int]]:
         loader = self.loader
-        n = loader.n
-        order = epoch_order(n, loader.seed, self.epoch) if loader.shuffle else torch.arange(n)
-        g, b = loader.batch_size * loader.world_size, loader.batch_size
-        for i in range(self.start, loader.num_batches()):
-            lo, hi = i * g, min(i * g + g, n)
-            r_lo, r_hi = _shard_bounds(lo, hi, loader.rank, loader.world_size, b)
-            yield order[r_lo:r_hi].tolist()
+        order = epoch_order(loader.n, loader.seed, self.epoch) if loader.shuffle else torch.arange(loader.n)
+        for lo, hi in loader.ranges(self.start):
+            yield order[lo:hi].tolist()
 
 
-class DatasetBatches(BatchLoader):
+class DatasetBatches(_IndexBatches):
     """A map-style ``Dataset`` behind a ``DataLoader`` that uses our resumable batch sampler."""
 
     def __init__(
         self,
         dataset: Dataset,
         *,
-        batch_size: int,
-        shuffle: bool,
-        drop_last: bool = False,
-        seed: int = 0,
-        rank: int = 0,
-        world_size: int = 1,
         num_workers: int = 0,
         collate_fn: Any = None,
         pin_memory: bool = False,
+        **kwargs: Any,
     ) -> None:
         try:
-            self.n = len(dataset)  # type: ignore[arg-type]
+            n = len(dataset)  # type: ignore[arg-type]
         except TypeError as e:
             raise DataError(
                 f"{type(dataset).__name__} has no len(): pass a map-style Dataset, or wrap an "
                 "iterable dataset in your own DataLoader"
             ) from e
+        super().__init__(n, **kwargs)
         self.dataset = dataset
-        self.batch_size = batch_size
-        self.shuffle = shuffle
-        self.drop_last = drop_last
-        self.seed = seed
-        self.rank = rank
-        self.world_size = world_size
         self.num_workers = num_workers
         self.collate_fn = collate_fn
         self.pin_memory = pin_memory
 
-    def num_samples(self) -> int:
-        return self.n
-
-    def num_batches(self) -> int:
-        g = self.batch_size * self.world_size
-        return self.n // g if self.drop_last else math.ceil(self.n / g)
-
     def iterate(self, epoch: int, start: int = 0) -> Iterator[Batch]:
-        sampler = _BatchSampler(self)
-        sampler.epoch, sampler.start = epoch, start
         # Worker seeds come from this generator, so augmentation in workers is a function of
         # (seed, epoch) too, not of the global RNG state at the time the epoch started.
         generator = torch.Generator().manual_seed(_mix(self.seed + 1, epoch))
         loader = DataLoader(
             self.dataset,
-            batch_sampler=sampler,
+            batch_sampler=_BatchSampler(self, epoch, start),
             num_workers=self.num_workers,
             collate_fn=self.collate_fn,
             pin_memory=self.pin_memory,
@@ -294,18 +279,10 @@ def make_loader(
         return data
     if isinstance(data, DataLoader):
         return UserLoaderBatches(data)
+    order = {"batch_size": batch_size, "shuffle": shuffle, "drop_last": drop_last, "seed": seed, "rank": rank,
+             "world_size": world_size}
     if isinstance(data, Dataset):
-        return DatasetBatches(
-            data,
-            batch_size=batch_size,
-            shuffle=shuffle,
-            drop_last=drop_last,
-            seed=seed,
-            rank=rank,
-            world_size=world_size,
-            num_workers=num_workers,
-            pin_memory=device.type == "cuda",
-        )
+        return DatasetBatches(data, num_workers=num_workers, pin_memory=device.type == "cuda", **order)
     if isinstance(data, dict):
         raise ConfigError(f"{name}: pass a tuple (inputs..., target), not a dict")
     arrays = tuple(data) if isinstance(data, (tuple, list)) else (data,)
@@ -322,13 +299,4 @@ def make_loader(
             )
     if n == 0:
         raise DataError(f"{name} has no rows")
-    tensors = tuple(t.to(device, non_blocking=True) for t in tensors)
-    return TensorBatches(
-        tensors,
-        batch_size=batch_size,
-        shuffle=shuffle,
-        drop_last=drop_last,
-        seed=seed,
-        rank=rank,
-        world_size=world_size,
-    )
+    return TensorBatches(tuple(t.to(device, non_blocking=True) for t in tensors), **order)
