@@ -260,7 +260,12 @@ def fit_table(
     n_fit = len(fit_rows)
     batch_size = settings.batch_size or _batch_size(n_fit)
     callbacks: list[Any] = [EarlyStopping("valid_loss", patience=settings.patience, restore_best=True)]
-    time_limit = TimeLimit(settings.time_limit) if settings.time_limit else None
+    time_limit = None
+    if settings.time_limit:
+        # The budget covers the whole fit: reading and preprocessing have used part of it, and
+        # the final evaluation needs a little (5 %) at the end.
+        left = settings.time_limit * 0.95 - (time.perf_counter() - t_start)
+        time_limit = TimeLimit(max(left, 0.05 * settings.time_limit))
     if time_limit is not None:
         callbacks.append(time_limit)
     if run is not None:
