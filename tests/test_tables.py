@@ -126,3 +126,14 @@ def test_output_directory_appears_complete_or_not_at_all(tmp_path):
     for part in ("Columns", "Confusion matrix", "Worst-predicted", "<svg"):
         assert part in report
     assert deepfit.load(tmp_path / "run").metrics == pytest.approx(model.metrics)
+
+
+def test_rows_without_a_target_are_left_out_and_said_so():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=200)
+    y = np.where(x > 0, "pos", "neg").astype(object)
+    y[:7] = ["", "NA", None, "?", "nan", "  ", np.nan]
+    model = deepfit.fit(pd.DataFrame({"x": x, "y": y}), target="y", progress=False, time_limit=10)
+    assert model.info["rows"] == 193
+    assert any("7 rows without a 'y' value" in n for n in model.info["notes"])
+    assert set(model.classes) == {"neg", "pos"}

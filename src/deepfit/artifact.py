@@ -1,4 +1,4 @@
-"""The saved model: a directory with ``model.safetensors`` and ``deepfit.json``. Never pickle.
+"""The saved model: a directory with ``model.safetensors`` and ``deepfit.json``; no code-running formats.
 
 ``deepfit.json`` holds the format name and version, the deepfit and torch versions, the task,
 the column types, the fitted preprocessing state, the target encoding, the model's name and

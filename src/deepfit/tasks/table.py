@@ -186,7 +186,7 @@ def fit_table(
     notes: list[str] = []
 
     # Rows without a target cannot teach anything: drop them, and say so.
-    missing_target = df[target].isna() | df[target].astype(str).str.strip().str.lower().isin(["", "na", "nan", "null", "none", "?"])
+    missing_target = coerce_column(df[target], "category").isna()  # the same missing tokens as every column
     if missing_target.all():
         raise DataError(f"target column '{target}' in {source} has no values")
     if missing_target.any():
