@@ -27,7 +27,7 @@ def table_report(path: Path, *, predictor: Any, infos: dict[str, Any], history: 
         "stopped by time limit": info["stopped_by_time_limit"], "seconds": info["fit_seconds"],
     }
     columns = [
-        {"column": c.name, "type": c.kind + (" (set)" if c.overridden else ""), "used": c.used and c.name != target,
+        {"column": c.name, "type": c.kind + (" (set)" if c.overridden else ""), "used": "target" if c.name == target else c.used,
          "missing": c.n_missing, "distinct": c.n_unique, "note": c.note}
         for c in infos.values()
     ]
