@@ -44,6 +44,7 @@ class RunDir:
         """The ``run.json`` of the run to resume (complete or interrupted)."""
         for folder in (self.final, self.work):
             if (folder / "run.json").exists():
+                self._drop_stale_temps(folder)
                 return json.loads((folder / "run.json").read_text(encoding="utf-8"))
         raise ConfigError(
             f"--resume: no interrupted run for {self.final} (no {self.work / 'run.json'}); drop --resume to start one"
@@ -67,10 +68,17 @@ class RunDir:
         for ckpt in self.work.glob("*.ckpt"):
             if ckpt.name not in keep:
                 ckpt.unlink()
+        self._drop_stale_temps(self.work)
         if self.final.exists():  # an empty directory the user made beforehand
             self.final.rmdir()
         os.replace(self.work, self.final)
         return self.final
+
+    @staticmethod
+    def _drop_stale_temps(folder: Path) -> None:
+        """Remove temp files of atomic writes cut short by a kill (they never replaced a real file)."""
+        for tmp in folder.glob(".*.tmp"):
+            tmp.unlink(missing_ok=True)
 
     def discard(self) -> None:
         shutil.rmtree(self.work, ignore_errors=True)
