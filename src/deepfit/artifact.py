@@ -22,23 +22,25 @@ import torch
 from deepfit._version import __version__
 from deepfit.errors import DeepfitError
 
-__all__ = ["ArtifactError", "FORMAT", "FORMAT_VERSION", "artifact_files", "write_artifact", "read_meta", "read_weights", "MAX_JSON_BYTES"]
+__all__ = ["ArtifactError", "FORMAT", "FORMAT_VERSION", "KINDS", "TASKS", "artifact_files", "write_artifact",
+           "read_meta", "require_fields", "read_weights", "MAX_JSON_BYTES"]
 
 FORMAT = "deepfit-artifact"
 FORMAT_VERSION = 1
 MAX_JSON_BYTES = 64 * 1024 * 1024
 
+# Fields every artifact has; each kind's loader checks its own with :func:`require_fields`.
 _REQUIRED: dict[str, type | tuple[type, ...]] = {
     "format": str,
     "format_version": int,
     "deepfit_version": str,
     "task": str,
-    "target": dict,
-    "columns": list,
-    "preprocessor": dict,
     "model": dict,
     "metrics": dict,
 }
+# What the artifact holds (decides its loader; absent = "table", the first kind) and what it predicts.
+KINDS = ("table", "image", "lm")
+TASKS = ("classify", "regress", "multilabel", "lm")
 
 
 class ArtifactError(DeepfitError):
@@ -107,12 +109,24 @@ def read_meta(directory: str | os.PathLike) -> dict[str, Any]:
     for key, kind in _REQUIRED.items():
         if not isinstance(meta.get(key), kind):
             raise ArtifactError(f"{path}: field {key!r} is missing or not a {getattr(kind, '__name__', kind)}")
-    if meta["task"] not in ("classify", "regress"):
+    meta.setdefault("kind", "table")
+    if meta["kind"] not in KINDS:
+        raise ArtifactError(f"{path}: unknown kind {meta['kind']!r} (this deepfit reads {', '.join(KINDS)}); "
+                            "upgrade deepfit to load it")
+    if meta["task"] not in TASKS:
         raise ArtifactError(f"{path}: unknown task {meta['task']!r}")
     model = meta["model"]
     if not isinstance(model.get("name"), str) or not isinstance(model.get("config"), dict):
         raise ArtifactError(f"{path}: field 'model' needs a string 'name' and an object 'config'")
     return meta
+
+
+def require_fields(meta: dict[str, Any], fields: dict[str, type | tuple[type, ...]], directory: Any) -> None:
+    """ArtifactError unless each of ``fields`` is present in ``meta`` with the given type."""
+    for key, kind in fields.items():
+        if not isinstance(meta.get(key), kind):
+            raise ArtifactError(f"{Path(directory) / 'deepfit.json'}: field {key!r} is missing or not a "
+                                f"{getattr(kind, '__name__', kind)}")
 
 
 def read_weights(directory: str | os.PathLike, expected: dict[str, torch.Size]) -> dict[str, torch.Tensor]:

@@ -26,10 +26,12 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     train = sub.add_parser("train", help="train a model and write a run directory")
-    train.add_argument("data", help=f"a table (CSV, TSV, Parquet) or a bundled dataset: {', '.join(BUNDLED)}")
+    train.add_argument("data", help="a table (CSV, TSV, Parquet), a folder of images (one sub-folder per class), "
+                       f"a text corpus with --task lm, or a bundled dataset: {', '.join(BUNDLED)}")
     train.add_argument("--target", help="the column to predict (tables)")
     train.add_argument("--out", default=None, help="run directory to create (default: runs/<data name>)")
-    train.add_argument("--task", choices=("auto", "classify", "regress"), default=None, help="default: auto")
+    train.add_argument("--task", choices=("auto", "classify", "regress", "lm"), default=None,
+                       help="default: auto; lm trains a language model on a text corpus (.txt file or folder)")
     train.add_argument("--time-limit", type=float, default=None, metavar="S", help="training budget in seconds")
     train.add_argument("--seed", type=int, default=None, help="seed of splits, initialisation and order (default 0)")
     train.add_argument("--test", default=None, metavar="DATA", help="labelled test table (default: hold out 20%%)")
@@ -49,6 +51,15 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("model", help="a model directory written by deepfit train")
     predict.add_argument("data", help="a table of rows to predict (CSV, TSV, Parquet)")
     predict.add_argument("--out", default=None, metavar="FILE", help="write a CSV here (default: standard output)")
+
+    generate = sub.add_parser("generate", help="generate text with a language model trained by --task lm")
+    generate.add_argument("model", help="a model directory written by deepfit train --task lm")
+    generate.add_argument("--prompt", default="", help="text to continue (default: start of a document)")
+    generate.add_argument("--max-tokens", type=int, default=200, metavar="N", help="tokens to generate (default 200)")
+    generate.add_argument("--temperature", type=float, default=0.8, metavar="T", help="0 = greedy (default 0.8)")
+    generate.add_argument("--top-k", type=int, default=None, metavar="K", help="sample among the K likeliest tokens")
+    generate.add_argument("--top-p", type=float, default=None, metavar="P", help="nucleus sampling mass, e.g. 0.9")
+    generate.add_argument("--seed", type=int, default=None, help="seed of the sampling (default: random)")
 
     evaluate = sub.add_parser("evaluate", help="metrics of a trained model on labelled data")
     evaluate.add_argument("model", help="a model directory written by deepfit train")
@@ -75,8 +86,16 @@ def _parse_types(pairs: list[str]) -> dict[str, str]:
 def _cmd_train(args: argparse.Namespace) -> int:
     from pathlib import Path
 
+    if args.task == "lm":
+        from deepfit.tasks.lm import train_cli
+
+        return train_cli(args)
     if args.data in BUNDLED and not Path(args.data).exists():
         return _train_bundled(args)
+    if Path(args.data).is_dir():
+        from deepfit.tasks.images import train_cli
+
+        return train_cli(args)
     if not Path(args.data).exists():
         import difflib
 
@@ -134,16 +153,9 @@ def _train_bundled(args: argparse.Namespace) -> int:
 
 
 def _cmd_predict(args: argparse.Namespace) -> int:
-    import pandas as pd
-
     from deepfit.predict import load
 
-    predictor = load(args.model)
-    frame = pd.DataFrame({"prediction": predictor.predict(args.data, source=args.data)})
-    if predictor.task == "classify":
-        probs = predictor.predict_proba(args.data, source=args.data)
-        for column in probs.columns:
-            frame[f"proba_{column}"] = probs[column].to_numpy()
+    frame = load(args.model).predict_frame(args.data, source=args.data)
     text = frame.to_csv(index=False)
     if args.out:
         from deepfit.engine.checkpoint import atomic_write_bytes
@@ -153,6 +165,12 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     else:
         sys.stdout.write(text)
     return 0
+
+
+def _cmd_generate(args: argparse.Namespace) -> int:
+    from deepfit.tasks.lm import generate_cli
+
+    return generate_cli(args)
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
@@ -213,7 +231,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 0
     handlers = {"train": _cmd_train, "predict": _cmd_predict, "evaluate": _cmd_evaluate, "demo": _cmd_demo,
-                "datasets": _cmd_datasets}
+                "datasets": _cmd_datasets, "generate": _cmd_generate}
     try:
         return handlers[args.command](args)
     except DeepfitError as e:

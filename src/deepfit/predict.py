@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from deepfit.artifact import ArtifactError, artifact_files, read_meta, read_weights, write_artifact
+from deepfit.artifact import ArtifactError, artifact_files, read_meta, read_weights, require_fields, write_artifact
 from deepfit.errors import DataError
 
 __all__ = ["Predictor", "load", "classification_metrics", "regression_metrics"]
@@ -94,6 +94,15 @@ class Predictor:
         probs = self._predict_tensor(inputs).numpy()
         return pd.DataFrame(probs, columns=[str(c) for c in self.classes], index=df.index)
 
+    def predict_frame(self, rows: Any, *, source: str = "rows") -> pd.DataFrame:
+        """What ``deepfit predict`` prints: ``prediction`` and, for classification, ``proba_<class>`` columns."""
+        frame = pd.DataFrame({"prediction": self.predict(rows, source=source)})
+        if self.task == "classify":
+            probs = self.predict_proba(rows, source=source)
+            for column in probs.columns:
+                frame[f"proba_{column}"] = probs[column].to_numpy()
+        return frame
+
     def predict(self, rows: Any, *, source: str = "rows") -> np.ndarray:
         """Predicted labels (classification) or values in the target's units (regression)."""
         _, inputs = self._encode(rows, source)
@@ -128,6 +137,7 @@ class Predictor:
     def files(self) -> dict[str, bytes]:
         """The artifact's files as bytes (``deepfit.json``, ``model.safetensors``)."""
         meta = {
+            "kind": "table",
             "task": self.task,
             "target": self.target.state_dict(),
             "columns": self.columns,
@@ -150,6 +160,9 @@ class Predictor:
         from deepfit.models.tabular import TabularModel
 
         meta = read_meta(directory)
+        require_fields(meta, {"target": dict, "columns": list, "preprocessor": dict}, directory)
+        if meta["task"] not in ("classify", "regress"):
+            raise ArtifactError(f"{directory}: a table model must classify or regress, not {meta['task']!r}")
         if meta["model"]["name"] != "tabular":
             raise ArtifactError(f"{directory}: unknown model {meta['model']['name']!r} (this deepfit knows 'tabular')")
         try:
@@ -168,9 +181,25 @@ class Predictor:
         return f"Predictor(task={self.task!r}, target={self.target_name!r}, columns={used}, metrics={self.metrics})"
 
 
-def load(directory: str | os.PathLike) -> Predictor:
-    """Load a saved model directory (see :meth:`Predictor.load`)."""
-    return Predictor.load(directory)
+# Artifact kind -> (module, class) of its predictor; imported only when such an artifact is loaded.
+LOADERS = {
+    "table": ("deepfit.predict", "Predictor"),
+    "image": ("deepfit.tasks.images", "ImagePredictor"),
+    "lm": ("deepfit.tasks.lm", "LMPredictor"),
+}
+
+
+def load(directory: str | os.PathLike) -> Any:
+    """Load any saved model directory: the predictor class follows the artifact's ``kind``.
+
+    Every predictor has ``task``, ``metrics``, ``predict_frame(rows, source=)`` (what
+    ``deepfit predict`` prints) and ``evaluate(rows, source=)``; see :meth:`Predictor.load`.
+    """
+    import importlib
+
+    kind = read_meta(directory)["kind"]
+    module, name = LOADERS[kind]
+    return getattr(importlib.import_module(module), name).load(directory)
 
 
 def _finite(metrics: dict[str, float]) -> dict[str, float | None]:
