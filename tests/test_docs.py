@@ -17,6 +17,12 @@ MODULES = [
     "deepfit.data.sources",
     "deepfit.data.table",
     "deepfit.data.split",
+    "deepfit.augment.image",
+    "deepfit.data.images",
+    "deepfit.features.image",
+    "deepfit.models.resnet",
+    "deepfit.models.multimodal",
+    "deepfit.features.tokenizer",
 ]
 
 

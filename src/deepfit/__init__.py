@@ -51,10 +51,15 @@ def fit(
     resume: bool = False,
     progress: bool = True,
 ) -> Predictor:
-    """Train a model on a table and return a :class:`~deepfit.predict.Predictor`.
+    """Train a model on a table (or on images) and return a :class:`~deepfit.predict.Predictor`.
+
+    Images: ``data`` a folder with one sub-folder per class, or a table with an image-path
+    column (its other columns join the model) trains an image classifier and returns a
+    :class:`~deepfit.tasks.images.ImagePredictor` (see docs/images.md; for a folder, ``target``
+    names the label, e.g. ``"label"``).
 
     Args:
-        data: a CSV/TSV/Parquet path, a pandas DataFrame, or a 2-D NumPy array.
+        data: a CSV/TSV/Parquet path, a pandas DataFrame, a 2-D NumPy array, or a folder of images.
         target: the column to predict (close names are suggested when it is not found).
         task: ``"auto"``, ``"classify"`` or ``"regress"``.
         types: column type overrides, e.g. ``{"zip": "category"}``.
@@ -72,9 +77,36 @@ def fit(
     """
     from deepfit.tasks.table import TableSettings, fit_table
 
+    if _is_image_data(data, target, types):  # a folder of images, or a table with an image-path column
+        from deepfit.tasks.images import ImageSettings, fit_images
+
+        image_settings = ImageSettings(target=target, task="auto" if task in ("auto", "classify") else task,
+                                       types=dict(types or {}), time_limit=time_limit, seed=seed, test_size=test_size,
+                                       split_by=split_by, group=group)
+        return fit_images(data, image_settings, test=test, out=out, resume=resume, progress=progress)
     settings = TableSettings(target=target, task=task, types=dict(types or {}), time_limit=time_limit, seed=seed,
                              test_size=test_size, split_by=split_by, group=group)
     return fit_table(data, settings, test=test, out=out, resume=resume, progress=progress)
+
+
+def _is_image_data(data: Any, target: str, types: dict[str, str] | None) -> bool:
+    """A folder (of class folders of images), or a table in which type inference finds an image column."""
+    import os
+    from pathlib import Path
+
+    if isinstance(data, (str, os.PathLike)) and Path(data).is_dir():
+        return True
+    if isinstance(data, (str, os.PathLike)) and not Path(data).is_file():
+        return False
+    from deepfit.data.sources import read_table
+    from deepfit.errors import DataError
+    from deepfit.tasks.images import has_image_column
+
+    try:
+        frame = read_table(data)
+    except DataError:
+        return False  # fit_table reports the problem with the table
+    return has_image_column(frame, target=target, types=types)
 
 
 def __getattr__(name: str) -> Any:

@@ -49,7 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     predict = sub.add_parser("predict", help="predict with a trained model")
     predict.add_argument("model", help="a model directory written by deepfit train")
-    predict.add_argument("data", help="a table of rows to predict (CSV, TSV, Parquet)")
+    predict.add_argument("data", help="rows to predict: a table (CSV, TSV, Parquet) or, for image models, a folder")
     predict.add_argument("--out", default=None, metavar="FILE", help="write a CSV here (default: standard output)")
 
     generate = sub.add_parser("generate", help="generate text with a language model trained by --task lm")
@@ -63,7 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     evaluate = sub.add_parser("evaluate", help="metrics of a trained model on labelled data")
     evaluate.add_argument("model", help="a model directory written by deepfit train")
-    evaluate.add_argument("data", help="a labelled table (must hold the target column)")
+    evaluate.add_argument("data", help="labelled data: a table holding the target column, or a folder of class folders")
     evaluate.add_argument("--json", action="store_true", help="print one JSON object")
 
     demo = sub.add_parser("demo", help="train on bundled real data and write a report (no setup needed)")
@@ -104,16 +104,20 @@ def _cmd_train(args: argparse.Namespace) -> int:
         print(f"deepfit train: unknown data {args.data!r}: no such file, and not a bundled dataset "
               f"({', '.join(BUNDLED)}){hint}", file=sys.stderr)
         return 2
+    try:
+        types = _parse_types(args.type)
+    except ValueError as e:
+        print(f"deepfit train: {e}", file=sys.stderr)
+        return 2
+    if _has_image_column(args.data, args.target, types):
+        from deepfit.tasks.images import train_cli
+
+        return train_cli(args)
     from deepfit.tasks.table import TableSettings, fit_table
 
     out = args.out or f"runs/{Path(args.data).stem}"
     if args.target is None and not args.resume:
         print("deepfit train: --target COL is required for a table (the column to predict)", file=sys.stderr)
-        return 2
-    try:
-        types = _parse_types(args.type)
-    except ValueError as e:
-        print(f"deepfit train: {e}", file=sys.stderr)
         return 2
     given = {"task": args.task, "time_limit": args.time_limit, "seed": args.seed, "split_by": args.split_by,
              "group": args.group, "batch_size": args.batch_size, "lr": args.lr,
@@ -127,6 +131,14 @@ def _cmd_train(args: argparse.Namespace) -> int:
           or " ".join(f"{k}={v:.4f}" for k, v in predictor.metrics.items()))
     print(f"run directory: {out}  (report: {Path(out) / 'report.html'})")
     return 0
+
+
+def _has_image_column(data: str, target: str | None, types: dict[str, str]) -> bool:
+    """Whether the table holds image paths (then the image task trains on it, with its other columns)."""
+    from deepfit.data.sources import read_table
+    from deepfit.tasks.images import has_image_column
+
+    return has_image_column(read_table(data), target=target, types=types)
 
 
 def _train_bundled(args: argparse.Namespace) -> int:

