@@ -23,6 +23,8 @@ MODULES = [
     "deepfit.models.resnet",
     "deepfit.models.multimodal",
     "deepfit.features.tokenizer",
+    "deepfit.models.gpt",
+    "deepfit.tasks.lm",
 ]
 
 
