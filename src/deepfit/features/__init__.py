@@ -10,6 +10,7 @@ from deepfit.features.category import CategoryFeature as CategoryFeature
 from deepfit.features.date import DateFeature as DateFeature
 from deepfit.features.number import NumberFeature as NumberFeature
 from deepfit.features.preprocessor import TablePreprocessor as TablePreprocessor
+from deepfit.features.sequence import SequenceFeature as SequenceFeature
 from deepfit.features.target import ClassTarget as ClassTarget
 from deepfit.features.target import RegressionTarget as RegressionTarget
 from deepfit.features.target import make_target as make_target
@@ -24,6 +25,7 @@ __all__ = [
     "DateFeature",
     "NumberFeature",
     "TextFeature",
+    "SequenceFeature",
     "TablePreprocessor",
     "ClassTarget",
     "RegressionTarget",

@@ -1,12 +1,21 @@
 """TablePreprocessor: one feature per input column → the model's fixed input tuple.
 
 ``fit`` (training rows, already coerced) fits one :class:`~deepfit.features.base.Feature` per
-column; ``transform`` concatenates their groups, in fit order, into three arrays — always three,
-possibly with zero columns, so the model input never changes shape:
+column; ``transform`` concatenates their groups, in fit order, into three base arrays — always
+three, possibly with zero columns, so the model input never changes shape:
 
-* ``num``  float32 ``(N, Kn)``: numbers, dates, binary flags, missing indicators;
+* ``num``  float32 ``(N, Kn)``: numbers, dates, binary flags, missing indicators, text style numbers;
 * ``cat``  int64   ``(N, Kc)``: category codes, 0 = missing/unknown;
-* ``text`` int64   ``(N, T, L)``: hashed token ids, 0 = padding.
+* ``text`` int64   ``(N, T, G)``: n-gram ids of the T text columns, 0 = padding (one id space:
+  each column's ids are offset past the previous columns').
+
+Text and sequence columns add more groups; :meth:`TablePreprocessor.arrays` returns the base
+three followed by those present, in the order of :meth:`TablePreprocessor.input_names`:
+
+* ``text_w`` float32 ``(N, T, G)``: TF-IDF weights of the n-grams in ``text``;
+* ``tokens`` int64 ``(N, T, L)``: BPE token ids (offset per column like ``text``), 0 = padding;
+* ``seq`` float32 ``(N, C, S)``: the channels of every sequence column, scaled, zero-padded to S;
+* ``seq_mask`` float32 ``(N, S)``: 1 where a position holds data.
 
 ``spec()`` tells the model what it needs (widths, bins, vocabulary sizes). All state is JSON.
 
@@ -21,7 +30,9 @@ Example:
     >>> df = pd.DataFrame({"x": [1.0, 2.0, None], "c": pd.Series(["a", "b", "a"], dtype=object)})
     >>> pre = TablePreprocessor({"x": "number", "c": "category"}).fit(df)
     >>> [a.shape for a in pre.transform(df)]
-    [(3, 2), (3, 1), (3, 0, 64)]
+    [(3, 2), (3, 1), (3, 0, 1)]
+    >>> pre.input_names()
+    ('num', 'cat', 'text')
     >>> pre.spec()["cat_cardinalities"]
     [3]
 """
@@ -40,17 +51,20 @@ from deepfit.features.binary import BinaryFeature
 from deepfit.features.category import CategoryFeature
 from deepfit.features.date import DateFeature
 from deepfit.features.number import NumberFeature
-from deepfit.features.text import BUCKETS, MAX_TOKENS, TextFeature
+from deepfit.features.sequence import SequenceFeature
+from deepfit.features.text import TextFeature
 
-__all__ = ["TablePreprocessor", "SUPPORTED_KINDS", "IGNORED_KINDS", "MAX_BAD_SHARE"]
+__all__ = ["TablePreprocessor", "SUPPORTED_KINDS", "IGNORED_KINDS", "MAX_BAD_SHARE", "BASE_GROUPS"]
 
-SUPPORTED_KINDS = ("number", "category", "binary", "date", "text")
+SUPPORTED_KINDS = ("number", "category", "binary", "date", "text", "sequence")
+BASE_GROUPS = ("num", "cat", "text")
 IGNORED_KINDS = ("image",)  # accepted, not used by table models yet
 MAX_BAD_SHARE = 0.05  # predict time: share of unparseable values above which a column is rejected
 _INF_TOKENS = frozenset({"inf", "+inf", "-inf", "infinity", "+infinity", "-infinity"})
-_STATE_FORMAT = 1
+_STATE_FORMAT = 2  # 2: text columns are n-grams + BPE tokens + style numbers; sequence columns
+_READABLE_FORMATS = (1, 2)  # format 1 differs only in text columns, whose old state is refused with a clear error
 _CLASSES: dict[str, type[Feature]] = {
-    cls.kind: cls for cls in (NumberFeature, CategoryFeature, BinaryFeature, DateFeature, TextFeature)
+    cls.kind: cls for cls in (NumberFeature, CategoryFeature, BinaryFeature, DateFeature, TextFeature, SequenceFeature)
 }
 
 
@@ -58,13 +72,15 @@ class TablePreprocessor:
     """Column name → kind, fitted into features that encode rows for :class:`TabularModel`.
 
     Args:
-        columns: input column name → kind (number, category, binary, date, text; image
-            columns are accepted and ignored for now). Order is kept.
+        columns: input column name → kind (number, category, binary, date, text, sequence;
+            image columns are accepted and ignored for now). Order is kept.
         date_formats: optional strftime format per date column (``ColumnInfo.date_format``),
             used by :meth:`check_input` so day/month order matches training.
+        text_tokenizer: tokens of text columns: ``"bpe"`` (byte-level BPE) or ``"char"``.
     """
 
-    def __init__(self, columns: Mapping[str, str], *, date_formats: Mapping[str, str | None] | None = None) -> None:
+    def __init__(self, columns: Mapping[str, str], *, date_formats: Mapping[str, str | None] | None = None,
+                 text_tokenizer: str = "bpe") -> None:
         if not isinstance(columns, Mapping):
             raise ConfigError(f"columns must map column name -> kind, got {type(columns).__name__}")
         self.columns: dict[str, str] = {}
@@ -78,6 +94,9 @@ class TablePreprocessor:
                 raise ConfigError(f"column '{name}' has kind {kind!r}; table models use "
                                   f"{', '.join(SUPPORTED_KINDS)} (and ignore {', '.join(IGNORED_KINDS)})")
         self.date_formats = {k: v for k, v in (date_formats or {}).items() if k in self.columns}
+        if text_tokenizer not in ("bpe", "char"):
+            raise ConfigError(f"text_tokenizer must be 'bpe' or 'char', got {text_tokenizer!r}")
+        self.text_tokenizer = text_tokenizer
         self.features: dict[str, Feature] = {}
         self.fitted = False
 
@@ -94,41 +113,80 @@ class TablePreprocessor:
     def fit(self, df: pd.DataFrame) -> Self:
         """Fit one feature per column on the (coerced) training rows; returns ``self``."""
         self._require(df, "the training data")
-        self.features = {name: _CLASSES[kind](name).fit(df[name]) for name, kind in self.columns.items()}
+        def make(name: str, kind: str) -> Feature:
+            return TextFeature(name, tokenizer=self.text_tokenizer) if kind == "text" else _CLASSES[kind](name)
+
+        self.features = {name: make(name, kind).fit(df[name]) for name, kind in self.columns.items()}
         self.fitted = True
         return self
 
+    def input_names(self) -> tuple[str, ...]:
+        """Names of the arrays :meth:`arrays` returns: the base three, then text and sequence groups if used."""
+        if not self.fitted:
+            raise ConfigError("TablePreprocessor is not fitted; call fit() first")
+        kinds = set(self.columns.values())
+        return (BASE_GROUPS + (("text_w", "tokens") if "text" in kinds else ())
+                + (("seq", "seq_mask") if "sequence" in kinds else ()))
+
     def transform(self, df: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """``(num f32 (N, Kn), cat i64 (N, Kc), text i64 (N, T, L))`` for coerced rows."""
+        """The base arrays ``(num f32 (N, Kn), cat i64 (N, Kc), text i64 (N, T, G))`` for coerced rows."""
+        return self.arrays(df)[:3]  # type: ignore[return-value]
+
+    def arrays(self, df: pd.DataFrame) -> tuple[np.ndarray, ...]:
+        """Every model input for coerced rows, in the order of :meth:`input_names`."""
         if not self.fitted:
             raise ConfigError("TablePreprocessor is not fitted; call fit() first")
         self._require(df, "the data to transform")
         n = len(df)
-        groups: dict[str, list[np.ndarray]] = {"num": [], "cat": [], "text": []}
+        groups: dict[str, list[np.ndarray]] = {}
+        ngram_offset = token_offset = 0
         for name, feature in self.features.items():
-            for group, array in feature.encode(df[name]).items():
-                groups[group].append(array)
-        num = np.concatenate(groups["num"], axis=1) if groups["num"] else np.zeros((n, 0), np.float32)
-        cat = np.concatenate(groups["cat"], axis=1) if groups["cat"] else np.zeros((n, 0), np.int64)
-        text = np.concatenate(groups["text"], axis=1) if groups["text"] else np.zeros((n, 0, MAX_TOKENS), np.int64)
-        return num.astype(np.float32, copy=False), cat.astype(np.int64, copy=False), text.astype(np.int64, copy=False)
+            encoded = feature.encode(df[name])
+            if isinstance(feature, TextFeature):  # one id space for all text columns
+                encoded["text"] = np.where(encoded["text"] > 0, encoded["text"] + ngram_offset, 0)
+                encoded["tokens"] = np.where(encoded["tokens"] > 0, encoded["tokens"] + token_offset, 0)
+                ngram_offset += feature.ngram_vocab_size() - 1
+                token_offset += feature.token_vocab_size() - 1
+            for group, array in encoded.items():
+                groups.setdefault(group, []).append(array)
+        out = {
+            "num": _concat(groups.get("num", []), 1, np.zeros((n, 0), np.float32)).astype(np.float32, copy=False),
+            "cat": _concat(groups.get("cat", []), 1, np.zeros((n, 0), np.int64)).astype(np.int64, copy=False),
+            "text": _concat(_pad_last(groups.get("text", [])), 1,
+                            np.zeros((n, 0, 1), np.int64)).astype(np.int64, copy=False),
+        }
+        if "text_w" in groups:
+            out["text_w"] = np.concatenate(_pad_last(groups["text_w"]), axis=1).astype(np.float32, copy=False)
+            out["tokens"] = np.concatenate(_pad_last(groups["tokens"]), axis=1).astype(np.int64, copy=False)
+        if "seq" in groups:
+            seq, masks = _pad_last(groups["seq"]), _pad_last(groups["seq_mask"])
+            out["seq"] = np.concatenate(seq, axis=1).astype(np.float32, copy=False)  # (N, C, S)
+            out["seq_mask"] = np.max(np.stack(masks), axis=0).astype(np.float32, copy=False)  # (N, S)
+        return tuple(out[g] for g in self.input_names())
 
     def spec(self) -> dict:
-        """What the model needs: ``n_num``, ``num_bins``, ``cat_cardinalities``, ``n_text``, ``text_buckets``."""
+        """What the model needs: ``n_num``, ``num_bins``, ``cat_cardinalities``, ``n_text``, ``text_buckets``
+        (n-gram ids incl. padding), ``token_vocab`` (BPE ids incl. padding), ``max_tokens``,
+        ``seq_channels``."""
         if not self.fitted:
             raise ConfigError("TablePreprocessor is not fitted; call fit() first")
         bins: list[list[float] | None] = []
         cards: list[int] = []
         n_text = 0
-        buckets = BUCKETS
+        buckets = tokens = 1
+        max_tokens = channels = 0
         for feature in self.features.values():
             bins += feature.num_bins()
             cards += feature.cat_cardinalities()
             n_text += feature.n_text()
             if isinstance(feature, TextFeature):
-                buckets = feature.buckets
+                buckets += feature.ngram_vocab_size() - 1
+                tokens += feature.token_vocab_size() - 1
+                max_tokens = max(max_tokens, feature.max_tokens)
+            if isinstance(feature, SequenceFeature):
+                channels += feature.channels
         return {"n_num": len(bins), "num_bins": bins, "cat_cardinalities": cards, "n_text": n_text,
-                "text_buckets": buckets}
+                "text_buckets": buckets, "token_vocab": tokens, "max_tokens": max_tokens, "seq_channels": channels}
 
     def state_dict(self) -> dict:
         """Plain-JSON state: columns in order with their kind and feature state."""
@@ -142,7 +200,7 @@ class TablePreprocessor:
     def from_state(cls, state: dict) -> TablePreprocessor:
         """Rebuild a fitted preprocessor; DataError naming the problem if the state is damaged."""
         require_keys(state, ("format", "columns"), what="preprocessor")
-        if state["format"] != _STATE_FORMAT:
+        if state["format"] not in _READABLE_FORMATS:
             raise DataError(f"preprocessor: saved format {state['format']!r} is not {_STATE_FORMAT}; this deepfit "
                             "cannot read it: retrain the model or use the deepfit version that wrote it")
         entries = state["columns"]
@@ -184,7 +242,7 @@ class TablePreprocessor:
                 coerced = coerce_column(raw, kind, date_format=self.date_formats.get(name))
             else:
                 coerced = coerce_column(raw, kind)
-            if kind in ("number", "date"):
+            if kind in ("number", "date", "sequence"):
                 _check_parsed(raw, coerced, name=name, kind=kind, source=source)
             out[name] = coerced
         return pd.DataFrame(out, index=df.index)
@@ -192,6 +250,17 @@ class TablePreprocessor:
     def __repr__(self) -> str:
         cols = ", ".join(f"{n}={k}" for n, k in self.columns.items())
         return f"TablePreprocessor({cols}{'' if self.fitted else '; unfitted'})"
+
+
+def _concat(arrays: list[np.ndarray], axis: int, empty: np.ndarray) -> np.ndarray:
+    return np.concatenate(arrays, axis=axis) if arrays else empty
+
+
+def _pad_last(arrays: list[np.ndarray]) -> list[np.ndarray]:
+    """Zero-pad the last axis of each array to the longest (columns of different lengths side by side)."""
+    width = max((a.shape[-1] for a in arrays), default=0)
+    return [a if a.shape[-1] == width else
+            np.pad(a, [(0, 0)] * (a.ndim - 1) + [(0, width - a.shape[-1])]) for a in arrays]
 
 
 def _check_parsed(raw: pd.Series, coerced: pd.Series, *, name: str, kind: str, source: str) -> None:
@@ -202,8 +271,13 @@ def _check_parsed(raw: pd.Series, coerced: pd.Series, *, name: str, kind: str, s
     if (kind == "number" and pd.api.types.is_numeric_dtype(dtype) and not pd.api.types.is_bool_dtype(dtype)) or \
             (kind == "date" and pd.api.types.is_datetime64_any_dtype(dtype)):
         return  # typed values: NaN/inf/NaT are simply missing
-    na = raw.isna().to_numpy(dtype=bool)
-    tokens = raw.astype(object).where(~na, "").astype(str).str.strip().str.lower()
+    if kind == "sequence":  # values may be arrays: isna() would look inside them
+        na = np.fromiter((v is None or (isinstance(v, float) and np.isnan(v)) for v in raw.to_numpy(dtype=object)),
+                         bool, len(raw))
+    else:
+        na = raw.isna().to_numpy(dtype=bool)
+    as_text = raw.astype(object).where(~na, "").map(lambda v: v if isinstance(v, str) else "<value>")
+    tokens = as_text.str.strip().str.lower()
     skip = MISSING_TOKENS | _INF_TOKENS if kind == "number" else MISSING_TOKENS
     absent = na | tokens.isin(list(skip)).to_numpy(dtype=bool)
     bad = ~absent & coerced.isna().to_numpy(dtype=bool)

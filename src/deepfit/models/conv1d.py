@@ -66,7 +66,7 @@ class ResNet1d(nn.Module):
 
     Args:
         in_channels: channels of the signal (1 for a ``(B, L)`` input).
-        out_features: classes (or regression targets).
+        out_features: classes (or regression targets); 0 = no head (use :meth:`features`).
         widths: channels of each stage; the stem outputs ``widths[0]``.
         strides: stride of each stage's first conv (one entry per stage).
         stem_kernel: kernel size of the stem conv.
@@ -91,7 +91,7 @@ class ResNet1d(nn.Module):
         std: torch.Tensor | float | None = None,
     ) -> None:
         super().__init__()
-        if in_channels < 1 or out_features < 1:
+        if in_channels < 1 or out_features < 0:
             raise ConfigError(f"ResNet1d needs positive sizes, got in_channels={in_channels}, out_features={out_features}")
         if not widths or len(widths) != len(strides):
             raise ConfigError(f"ResNet1d needs one stride per stage, got widths={tuple(widths)}, strides={tuple(strides)}")
@@ -114,7 +114,8 @@ class ResNet1d(nn.Module):
             blocks.append(BasicBlock1d(width, w, stride=s))
             width = w
         self.blocks = nn.Sequential(*blocks)
-        self.head = nn.Linear(width, out_features)
+        self.n_features = width
+        self.head = nn.Linear(width, out_features) if out_features else nn.Identity()
         for m in self.modules():
             if isinstance(m, nn.Conv1d):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
@@ -129,6 +130,28 @@ class ResNet1d(nn.Module):
         x = F.relu(_bn(_conv(x, conv), bn))  # (B, L, W0)
         x = self.blocks(x)  # (B, L / prod(strides), W_last)
         return self.head(x.mean(1))  # (B, out_features)
+
+    def features(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """The pooled features ``(B, n_features)`` before the head; with ``mask`` (B, L) (1 = data,
+        0 = padding) the average pool covers only the data positions (the mask is subsampled
+        with the strides)."""
+        if x.dim() == 2:
+            x = x.unsqueeze(1)  # (B, L) → (B, 1, L)
+        if x.dim() != 3 or x.shape[1] != self.in_channels:
+            raise ConfigError(f"ResNet1d expects (B, {self.in_channels}, L) or (B, L) for one channel, "
+                              f"got {tuple(x.shape)}")
+        x = ((x.float() - self.mean) / self.std).transpose(1, 2)  # (B, L, C)
+        conv, bn, _ = self.stem
+        x = F.relu(_bn(_conv(x, conv), bn))  # (B, L, W0)
+        x = self.blocks(x)  # (B, L', W_last)
+        if mask is None:
+            return x.mean(1)  # (B, W_last)
+        m = mask.float()
+        for block in self.blocks:
+            stride = block.conv1.stride[0]
+            m = m[:, ::stride]  # (B, L'): the positions a stride-s conv (padding 1, kernel 3) centres on
+        w = m[:, : x.shape[1], None]  # (B, L', 1)
+        return (x * w).sum(1) / w.sum(1).clamp(min=1.0)  # (B, W_last)
 
 
 def _conv(x: torch.Tensor, conv: nn.Conv1d) -> torch.Tensor:

@@ -1,6 +1,7 @@
 """TabularModel: a TabM-mini style efficient ensemble for tables (arXiv 2410.24210).
 
-Inputs are the three arrays of :class:`~deepfit.features.preprocessor.TablePreprocessor`:
+Inputs are the arrays of :class:`~deepfit.features.preprocessor.TablePreprocessor` (``arrays()``,
+in the order of ``input_names()``):
 
 * numbers → piecewise-linear encoding (PLE, Gorishniy et al. 2022) over the fitted bin edges,
   then a per-column linear map to ``d_embed`` and ReLU; a column without bins is its own single
@@ -8,12 +9,20 @@ Inputs are the three arrays of :class:`~deepfit.features.preprocessor.TablePrepr
   edges are padded to a (columns, bins) table and the per-column linears are one batched matmul;
 * categories → one embedding table holding every column's vocabulary (offsets), row 0 of each
   column = missing/unknown;
-* text → mean-pooled hashed token embeddings (``nn.EmbeddingBag``, 32 dims, id 0 = padding).
+* text, "wide": the TF-IDF weighted n-grams (``text``, ``text_w``) through a linear map straight
+  to the output logits (one ``nn.EmbeddingBag`` of ``n_outputs`` columns, zero at start, shared
+  by the members): a bag-of-n-grams logistic regression trained jointly with the rest;
+* text, "deep": the BPE tokens through a small pre-norm transformer
+  (:class:`~deepfit.models.transformer.TextEncoder`, mean-pooled, ``text_dim`` wide) into the
+  MLP; the text's style numbers arrive with the numbers;
+* sequences (``seq``, ``seq_mask``) → a 1-D ResNet (:class:`~deepfit.models.conv1d.ResNet1d`,
+  mask-aware average pool) into the MLP; in training mode the sequences are augmented first
+  (random shift, amplitude scale, noise; :class:`~deepfit.augment.signal.SignalAugment`).
 
 The concatenated vector feeds ``k`` ensemble members that share one MLP: each member scales the
 input elementwise by its own adapter (initialised at 1 +/- 0.1 noise), the shared MLP (``depth`` x
 Linear(width) + ReLU + Dropout) runs on all members as one batch, and per-member linear heads are
-one einsum. Output: ``(B, k, n_outputs)``. Train every member (:func:`ensemble_loss`: the mean
+one einsum (plus the wide text logits). Output: ``(B, k, n_outputs)``. Train every member (:func:`ensemble_loss`: the mean
 loss over members), predict with the mean (:func:`ensemble_predict`).
 
 Example:
@@ -21,7 +30,7 @@ Example:
     >>> spec = {"n_num": 2, "num_bins": [[0.0, 1.0, 2.0], None], "cat_cardinalities": [4],
     ...         "n_text": 0, "text_buckets": 1024}
     >>> model = TabularModel(spec, n_outputs=3, k=4, width=32, depth=2)
-    >>> out = model(torch.randn(5, 2), torch.randint(0, 4, (5, 1)), torch.zeros(5, 0, 64, dtype=torch.long))
+    >>> out = model(torch.randn(5, 2), torch.randint(0, 4, (5, 1)), torch.zeros(5, 0, 1, dtype=torch.long))
     >>> out.shape, ensemble_predict(out, "classify").shape
     (torch.Size([5, 4, 3]), torch.Size([5, 3]))
 """
@@ -36,9 +45,7 @@ from torch import Tensor, nn
 
 from deepfit.errors import ConfigError
 
-__all__ = ["TabularModel", "FastDropout", "ensemble_loss", "ensemble_predict", "TEXT_DIM"]
-
-TEXT_DIM = 32
+__all__ = ["TabularModel", "FastDropout", "ensemble_loss", "ensemble_predict"]
 
 
 def _check_spec(spec: dict) -> None:
@@ -91,10 +98,19 @@ class TabularModel(nn.Module):
         dropout: after each hidden activation.
         d_embed: embedding width per number and per category column.
         ple: use the piecewise-linear encoding where bins exist (False: plain linear per column).
+        text_dim, text_layers, text_heads: the transformer over each text column's BPE tokens
+            (``text_layers=0``: token embeddings mean-pooled; ``text_dim=0``: no deep part).
+        ngram_drop: share of a text's n-grams dropped at random in training (wide part).
+        seq_widths, seq_strides: stages of the 1-D ResNet over sequence columns.
+        seq_shift, seq_scale, seq_noise: sequence augmentation in training (shift in positions,
+            amplitude range, noise standard deviation in scaled units).
     """
 
     def __init__(self, spec: dict, *, n_outputs: int, k: int = 16, width: int = 256, depth: int = 3,
-                 dropout: float = 0.1, d_embed: int = 16, ple: bool = True) -> None:
+                 dropout: float = 0.1, d_embed: int = 16, ple: bool = True, text_dim: int = 0, text_layers: int = 1,
+                 text_heads: int = 4, ngram_drop: float = 0.0, seq_widths: tuple[int, ...] | list[int] = (64, 64, 128),
+                 seq_strides: tuple[int, ...] | list[int] = (1, 2, 2), seq_shift: int = 5,
+                 seq_scale: tuple[float, float] | list[float] = (0.8, 1.2), seq_noise: float = 0.05) -> None:
         super().__init__()
         _check_spec(spec)
         if n_outputs < 1 or k < 1 or width < 1 or depth < 1 or d_embed < 1:
@@ -106,7 +122,13 @@ class TabularModel(nn.Module):
         self.n_num = int(spec["n_num"])
         self.n_cat = len(spec["cat_cardinalities"])
         self.n_text = int(spec["n_text"])
+        self.n_seq = int(spec.get("seq_channels", 0))
         self.n_outputs = n_outputs
+        self.text_dim, self.text_layers, self.text_heads = text_dim, text_layers, text_heads
+        self.ngram_drop = ngram_drop
+        self.seq_widths, self.seq_strides = [int(w) for w in seq_widths], [int(s) for s in seq_strides]
+        self.seq_shift, self.seq_noise = int(seq_shift), float(seq_noise)
+        self.seq_scale = (float(seq_scale[0]), float(seq_scale[1]))
 
         # Numbers: a padded (J, T) table of bins. Bin t of column j maps x to (x - left) * inv_width,
         # clamped to [lo, hi]: [0, 1] inside, unbounded below for the first bin and above for the last
@@ -143,13 +165,28 @@ class TabularModel(nn.Module):
         if self.cat_embed is not None:
             nn.init.uniform_(self.cat_embed.weight, -1 / math.sqrt(d_embed), 1 / math.sqrt(d_embed))
 
-        # Text: one hashed table shared by the text columns.
-        self.text_embed = (nn.EmbeddingBag(int(spec["text_buckets"]), TEXT_DIM, mode="mean", padding_idx=0)
-                           if self.n_text else None)
+        # Text: wide = n-gram logits (one table for all text columns); deep = a transformer over tokens.
+        self.text_linear = self.text_encoder = None
+        if self.n_text:
+            self.text_linear = nn.EmbeddingBag(int(spec["text_buckets"]), n_outputs, mode="sum")
+            nn.init.zeros_(self.text_linear.weight)
+            if text_dim:
+                from deepfit.models.transformer import TextEncoder
 
-        d_in = (self.n_num + self.n_cat) * d_embed + self.n_text * TEXT_DIM
-        if d_in == 0:
-            raise ConfigError("TabularModel needs at least one input column (number, category or text)")
+                self.text_encoder = TextEncoder(vocab_size=int(spec["token_vocab"]), dim=text_dim, layers=text_layers,
+                                                heads=text_heads, max_len=max(int(spec["max_tokens"]), 1))
+        # Sequences: a 1-D ResNet over the channels of every sequence column.
+        self.seq_encoder = None
+        if self.n_seq:
+            from deepfit.models.conv1d import ResNet1d
+
+            self.seq_encoder = ResNet1d(self.n_seq, 0, widths=self.seq_widths, strides=self.seq_strides)
+
+        d_in = ((self.n_num + self.n_cat) * d_embed + (self.n_text * text_dim if self.text_encoder is not None else 0)
+                + (self.seq_encoder.n_features if self.seq_encoder is not None else 0))
+        if d_in == 0 and self.text_linear is None:
+            raise ConfigError("TabularModel needs at least one input column (number, category, text or sequence)")
+        d_in = max(d_in, 1)  # text alone without a deep part: the MLP sees a constant 1
         self.d_in = d_in
         self.adapter = nn.Parameter(1 + 0.1 * torch.randn(k, d_in))  # (k, d_in): per-member input scaling
         layers: list[nn.Module] = []
@@ -170,31 +207,77 @@ class TabularModel(nn.Module):
         x = x_num.float().unsqueeze(-1)  # (B, J, 1)
         return torch.clamp((x - self.ple_left) * self.ple_inv_width, self.ple_lo, self.ple_hi)  # (B, J, T)
 
-    def forward(self, x_num: Tensor, x_cat: Tensor, x_text: Tensor) -> Tensor:
-        """``x_num`` (B, J) float, ``x_cat`` (B, C) int, ``x_text`` (B, T, L) int → (B, k, n_outputs)."""
+    def forward(self, x_num: Tensor, x_cat: Tensor, x_text: Tensor, *extra: Tensor) -> Tensor:
+        """``x_num`` (B, J) float, ``x_cat`` (B, C) int, ``x_text`` (B, T, G) int n-gram ids, then
+        ``text_w`` (B, T, G) float and ``tokens`` (B, T, L) int when there are text columns, then
+        ``seq`` (B, C, S) float and ``seq_mask`` (B, S) when there are sequences → (B, k, n_outputs)."""
         if x_num.shape[1] != self.n_num or x_cat.shape[1] != self.n_cat or x_text.shape[1] != self.n_text:
             raise ConfigError(f"TabularModel expects {self.n_num} number, {self.n_cat} category and {self.n_text} "
                               f"text columns, got {x_num.shape[1]}, {x_cat.shape[1]}, {x_text.shape[1]}")
+        n_extra = (2 if self.n_text else 0) + (2 if self.n_seq else 0)
+        if len(extra) != n_extra:
+            raise ConfigError(f"TabularModel expects {3 + n_extra} inputs (see TablePreprocessor.input_names()), "
+                              f"got {3 + len(extra)}")
         parts: list[Tensor] = []
         b = x_num.shape[0]
+        wide = None
         if self.n_num:
             enc = self.ple_encode(x_num)  # (B, J, T)
             emb = torch.einsum("bjt,jtd->bjd", enc, self.num_weight) + self.num_bias  # (B, J, d)
             parts.append(F.relu(emb).reshape(b, -1))  # (B, J*d)
         if self.cat_embed is not None:
             parts.append(self.cat_embed(x_cat + self.cat_offsets).reshape(b, -1))  # (B, C*d)
-        if self.text_embed is not None:
-            bags = self.text_embed(x_text.reshape(b * self.n_text, -1))  # (B*T, 32)
-            parts.append(bags.reshape(b, -1))  # (B, T*32)
+        if self.n_text:
+            text_w, tokens = extra[0], extra[1]
+            wide = self._wide(x_text, text_w)  # (B, C)
+            if self.text_encoder is not None:
+                pooled = self.text_encoder(tokens.reshape(b * self.n_text, -1))  # (B*T, D)
+                parts.append(pooled.reshape(b, -1))  # (B, T*D)
+        if self.seq_encoder is not None:
+            seq, mask = extra[-2], extra[-1]
+            if self.training:
+                seq, mask = self._augment(seq.float(), mask.float())
+            parts.append(self.seq_encoder.features(seq, mask))  # (B, F)
+        if not parts:
+            parts.append(x_num.new_ones(b, 1))
         h = torch.cat(parts, dim=1) if len(parts) > 1 else parts[0]  # (B, d_in)
         h = h.unsqueeze(1) * self.adapter  # (B, k, d_in)
         h = self.mlp(h)  # (B, k, W): shared weights, members batched
-        return torch.einsum("bkw,kwc->bkc", h, self.head_weight) + self.head_bias  # (B, k, C)
+        out = torch.einsum("bkw,kwc->bkc", h, self.head_weight) + self.head_bias  # (B, k, C)
+        return out if wide is None else out + wide.unsqueeze(1)  # (B, k, C)
+
+    def _wide(self, ids: Tensor, weights: Tensor) -> Tensor:
+        """Sum of TF-IDF weighted n-gram logits over every text column: (B, T, G) → (B, C)."""
+        b = ids.shape[0]
+        ids, weights = ids.reshape(b, -1), weights.reshape(b, -1).float()  # (B, T*G)
+        keep = ids > 0
+        if self.training and self.ngram_drop > 0:
+            keep = keep & (torch.rand(keep.shape, device=keep.device) >= self.ngram_drop)
+            weights = weights / (1 - self.ngram_drop)
+        # A flat bag with offsets: padded 2-D bags were several times slower to backpropagate on CPU.
+        counts = keep.sum(1)  # (B,)
+        offsets = torch.cat([counts.new_zeros(1), counts.cumsum(0)[:-1]])  # (B,)
+        return self.text_linear(ids[keep], offsets, per_sample_weights=weights[keep])  # (B, C)
+
+    def _augment(self, seq: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
+        """Random shift (values and mask together), amplitude scale and noise (on data positions only)."""
+        from deepfit.augment.signal import SignalAugment
+
+        c = seq.shape[1]
+        if self.seq_shift:
+            shift = SignalAugment(max_shift=self.seq_shift, scale=(1.0, 1.0), noise=0.0)
+            both = shift(torch.cat([seq, mask[:, None]], 1))  # (B, C + 1, S)
+            seq, mask = both[:, :c], both[:, c]  # (B, C, S), (B, S)
+        seq = SignalAugment(max_shift=0, scale=self.seq_scale, noise=self.seq_noise)(seq)
+        return seq * mask[:, None], mask
 
     def config(self) -> dict:
         """Everything ``__init__`` needs besides the spec and ``n_outputs`` (plain JSON)."""
         return {"k": self.k, "width": self.width, "depth": self.depth, "dropout": self.dropout,
-                "d_embed": self.d_embed, "ple": self.ple}
+                "d_embed": self.d_embed, "ple": self.ple, "text_dim": self.text_dim, "text_layers": self.text_layers,
+                "text_heads": self.text_heads, "ngram_drop": self.ngram_drop, "seq_widths": self.seq_widths,
+                "seq_strides": self.seq_strides, "seq_shift": self.seq_shift, "seq_scale": list(self.seq_scale),
+                "seq_noise": self.seq_noise}
 
 
 def ensemble_loss(output: Tensor, target: Tensor, task: str, label_smoothing: float = 0.0) -> Tensor:

@@ -28,7 +28,7 @@ from deepfit.metrics import Metric, get_metric
 
 __all__ = ["TableSettings", "fit_table"]
 
-SUPPORTED_KINDS = ("number", "category", "binary", "date", "text")
+SUPPORTED_KINDS = ("number", "category", "binary", "date", "text", "sequence")
 
 
 @dataclass(frozen=True)
@@ -54,6 +54,12 @@ class TableSettings:
     width: int = 256
     depth: int = 3
     dropout: float = 0.1
+    text_dim: int = 0  # width of the transformer over text tokens; 0 = n-grams and style numbers only
+    text_layers: int = 1
+    text_tokenizer: str = "bpe"  # tokens for the transformer: "bpe" or "char"
+    # Learning-rate multiplier of the text n-gram logits (the "wide" part). 10 converges in ~3
+    # epochs instead of ~20 (fits ~2.5x faster) at about the same accuracy on the tweets benchmark.
+    wide_lr_scale: float = 1.0
     checkpoint_every: int | None = None
 
     def __post_init__(self) -> None:
@@ -108,6 +114,26 @@ def _batch_size(n: int) -> int:
     if n >= 4096:
         return 256
     return int(min(256, max(16, 2 ** round(math.log2(max(n, 1) / 16)))))
+
+
+def _wide_optimizer(wide: torch.nn.Parameter, scale: float) -> Any:
+    """AdamW whose group holding the n-gram logits learns ``scale`` times faster.
+
+    The linear n-gram part is convex and slow at the MLP's learning rate (~20 epochs on 5k tweets),
+    while early stopping watches the whole model; a faster wide part converges in a few epochs.
+    """
+
+    def build(groups: list[dict[str, Any]]) -> torch.optim.Optimizer:
+        out = []
+        for group in groups:
+            rest = [p for p in group["params"] if p is not wide]
+            if rest:
+                out.append({**group, "params": rest})
+            if len(rest) < len(group["params"]):
+                out.append({**group, "params": [wide], "lr_scale": scale})
+        return torch.optim.AdamW(out, lr=1e-3, fused=True)  # lr is set by the Learner's schedule every step
+
+    return build
 
 
 def _fingerprint(data: Any) -> str | None:
@@ -236,11 +262,12 @@ def fit_table(
 
     x_frame = coerced(train_df)
     date_formats = {c: infos[c].date_format for c, k in columns.items() if k == "date"}
-    pre = TablePreprocessor(columns, date_formats=date_formats).fit(x_frame.iloc[fit_rows])
+    pre = TablePreprocessor(columns, date_formats=date_formats,
+                            text_tokenizer=settings.text_tokenizer).fit(x_frame.iloc[fit_rows])
     target_enc = make_target(task, target).fit(y_train.iloc[fit_rows])
 
     def tensors(frame: pd.DataFrame, y: pd.Series) -> tuple[torch.Tensor, ...]:
-        arrays = pre.transform(frame)
+        arrays = pre.arrays(frame)
         return (*(torch.from_numpy(np.ascontiguousarray(a)) for a in arrays), torch.from_numpy(target_enc.encode(y)))
 
     train_t = tensors(x_frame.iloc[fit_rows].reset_index(drop=True), y_train.iloc[fit_rows].reset_index(drop=True))
@@ -251,7 +278,8 @@ def fit_table(
                    "test": _source_name(test) if test is not None else None})
     seed_everything(settings.seed)
     model = TabularModel(pre.spec(), n_outputs=target_enc.n_outputs, k=settings.k, width=settings.width,
-                         depth=settings.depth, dropout=settings.dropout)
+                         depth=settings.depth, dropout=settings.dropout, text_dim=settings.text_dim,
+                         text_layers=settings.text_layers)
     smoothing = settings.label_smoothing if task == "classify" else 0.0
 
     def loss(output: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -270,11 +298,17 @@ def fit_table(
         callbacks.append(time_limit)
     if run is not None:
         callbacks.append(CSVLogger(run.work / "history.csv"))
+    optimizer: Any = "adamw"
+    if model.text_linear is not None and settings.wide_lr_scale != 1.0:
+        optimizer = _wide_optimizer(model.text_linear.weight, settings.wide_lr_scale)
     learner = Learner(
-        model, train_t, valid_t, loss=loss,
+        model, train_t, valid_t, loss=loss, optimizer=optimizer,
         metrics=[_EnsembleMetric("accuracy" if task == "classify" else "rmse", task)],  # type: ignore[list-item]
         lr=settings.lr, weight_decay=settings.weight_decay, batch_size=min(batch_size, n_fit),
         precision="bf16" if cpu_has_fast_bf16() else "auto", seed=settings.seed, progress=progress,
+        # Text and sequence batches change shape (n-grams per batch, trimmed token lengths):
+        # a compiled step would recompile for every batch.
+        compile=False if set(columns.values()) & {"text", "sequence"} else "auto",
         out_dir=run.work if run is not None else None, checkpoint_every=settings.checkpoint_every,
         callbacks=callbacks,
     )

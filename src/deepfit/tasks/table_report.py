@@ -1,5 +1,6 @@
 """``report.html`` for a table run: data summary, curves, metrics, confusion matrix or residuals,
-and the worst-predicted rows."""
+and the worst-predicted rows — titled "worst-classified texts" when the model reads a text column,
+with the text columns first, and sequence values shortened to their first numbers."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from deepfit.report import confusion_matrix_html, scatter_svg, table_html, write
 __all__ = ["table_report"]
 
 WORST_ROWS = 10
+SEQ_SHOWN = 8  # numbers of a sequence value shown in the worst-rows table
 
 
 def table_report(path: Path, *, predictor: Any, infos: dict[str, Any], history: list[dict[str, Any]],
@@ -65,9 +67,30 @@ def table_report(path: Path, *, predictor: Any, infos: dict[str, Any], history: 
         worst.insert(0, "abs error", err[order].round(4))
         worst.insert(0, "predicted", pred[order].round(4))
         worst.insert(0, f"true {target}", truth[order])
-    sections.append((f"Worst-predicted {which} rows", table_html(worst.astype(object).where(worst.notna(), "").to_dict("records"))))
+    kinds = {c["name"]: c["kind"] for c in predictor.columns}
+    texts = [c for c in worst.columns if kinds.get(c) == "text"]
+    for c in worst.columns:
+        if kinds.get(c) == "sequence":
+            worst[c] = [_short_sequence(v) for v in worst[c]]
+    if texts:  # the texts right after the truth and the prediction
+        front = list(worst.columns[:3])
+        worst = worst[front + texts + [c for c in worst.columns[3:] if c not in texts]]
+    title = f"Worst-classified texts ({which} rows)" if texts and predictor.task == "classify" else \
+        f"Worst-predicted {which} rows"
+    sections.append((title, table_html(worst.astype(object).where(worst.notna(), "").to_dict("records"))))
     return write_report(path, title=f"deepfit: {target} from {info['source']}", summary=summary,
                         metrics=predictor.metrics, history=history, sections=sections)
+
+
+def _short_sequence(value: Any) -> str:
+    from deepfit.data.table import parse_sequence
+
+    arr = parse_sequence(value)
+    if arr is None:
+        return ""
+    head = " ".join(f"{v:.3g}" for v in arr[0, :SEQ_SHOWN])
+    more = " ..." if arr.shape[1] > SEQ_SHOWN else ""
+    return f"[{head}{more}] ({arr.shape[0]}x{arr.shape[1]})"
 
 
 def _labels_like(predictor: Any, values: pd.Series) -> pd.Series:
