@@ -74,5 +74,6 @@ def test_datasets_lists_bundled_names():
 def test_demo_runs(tmp_path):
     proc = run("demo", "--out", str(tmp_path))
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.count("test accuracy") == 2
-    assert (tmp_path / "digits" / "report.html").exists() and (tmp_path / "credit_data" / "report.html").exists()
+    assert proc.stdout.count("test accuracy") == 4 and "nats/char" in proc.stdout
+    for run_dir in ("credit_data", "digits_images", "tweets", "mnist1d", "lm"):
+        assert (tmp_path / run_dir / "report.html").exists(), run_dir

@@ -200,31 +200,50 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
+    """Five tasks on bundled real data, each with a run directory and a report (a few minutes)."""
     import shutil
     from pathlib import Path
 
     from deepfit import datasets
     from deepfit.tasks.bundled import RunSettings, train_bundled
+    from deepfit.tasks.images import demo as image_demo
+    from deepfit.tasks.lm import demo as lm_demo
     from deepfit.tasks.table import TableSettings, fit_table
 
     root = Path(args.out)
-    for name in ("digits", "credit_data"):  # the demo always starts afresh
+    for name in ("credit_data", "tweets", "mnist1d"):  # the demo always starts afresh
         for old in (root / name, root / f"{name}.incomplete"):
             shutil.rmtree(old, ignore_errors=True)
     root.mkdir(parents=True, exist_ok=True)
 
-    print("deepfit demo 1/2: an MLP on scikit-learn's handwritten digits (1,797 real 8x8 images)")
-    metrics = train_bundled(RunSettings(data="digits", epochs=20), root / "digits")
-    print(f"  test accuracy {metrics['test_accuracy']:.4f}  ->  {root / 'digits' / 'report.html'}")
-
     csv = root / "credit_data.csv"
     datasets.rdataset("modeldata", "credit_data").to_csv(csv, index=False)
-    print(f"deepfit demo 2/2: credit scoring table ({csv}: 4,454 real loans, 13 columns), target 'Status'")
-    predictor = fit_table(csv, TableSettings(target="Status", time_limit=60), out=root / "credit_data")
-    m = predictor.metrics
+    print(f"deepfit demo 1/5: a table — credit scoring ({csv}: 4,454 real loans, 13 columns), target 'Status'")
+    m = fit_table(csv, TableSettings(target="Status", time_limit=45), out=root / "credit_data").metrics
     print(f"  test accuracy {m['test_accuracy']:.4f}  (majority class 0.72; AUROC {m['test_auroc']:.3f})"
           f"  ->  {root / 'credit_data' / 'report.html'}")
-    print(f"run directories: {root / 'digits'}, {root / 'credit_data'}")
+
+    print("deepfit demo 2/5: images — scikit-learn's 1,797 real handwritten digits as PNG class folders")
+    predictor, run = image_demo(root)
+    print(f"  test accuracy {predictor.metrics['test_accuracy']:.4f}  ->  {run / 'report.html'}")
+
+    tweets = root / "tweets.csv"
+    frame = datasets.rdataset("dslabs", "trump_tweets")
+    frame = frame.loc[frame["source"].isin(["Twitter for Android", "Twitter for iPhone"]), ["text", "source"]]
+    frame.drop_duplicates("text").to_csv(tweets, index=False)
+    print(f"deepfit demo 3/5: text — which phone sent a tweet, from its text alone ({tweets})")
+    m = fit_table(tweets, TableSettings(target="source", time_limit=60), out=root / "tweets").metrics
+    print(f"  test accuracy {m['test_accuracy']:.4f}  (majority class 0.54)  ->  {root / 'tweets' / 'report.html'}")
+
+    print("deepfit demo 4/5: signals — MNIST-1D (4,000 real-derived 1-D signals, 10 classes), a 1-D ResNet")
+    m = train_bundled(RunSettings(data="mnist1d"), root / "mnist1d")
+    print(f"  test accuracy {m['test_accuracy']:.4f}  (the paper's CNN: 0.94)  ->  {root / 'mnist1d' / 'report.html'}")
+
+    print("deepfit demo 5/5: a language model — a small GPT on 2.2 M characters of tweets, 60 s")
+    lm, sample = lm_demo(root / "lm", time_limit=60)
+    print(f"  validation {lm.metrics.get('valid_nats_per_char', float('nan')):.3f} nats/char; a sample:")
+    print("    " + sample.replace("\n", "\n    "))
+    print(f"run directories: {', '.join(str(root / n) for n in ('credit_data', 'digits_images', 'tweets', 'mnist1d', 'lm'))}")
     return 0
 
 
