@@ -211,21 +211,14 @@ def test_time_limit_ends_the_run_with_the_learning_rate_decayed(corpus):
 
 
 def test_time_cosine_follows_elapsed_time():
-    from types import SimpleNamespace
+    from deepfit.engine.schedules import TimeCosine
 
-    from deepfit.tasks.lm import _callbacks
-
-    _, TimeCosine = _callbacks()
-    clock = SimpleNamespace(seconds=100.0, now=0.0)
-    clock.elapsed = lambda: clock.now
-    group = {"lr": 0.0}
-    learner = SimpleNamespace(step=0, total_steps=10**6, optimizer=SimpleNamespace(param_groups=[group]))
-    cb = TimeCosine(1e-2, 10, 0.1, clock)
+    clock = {"now": 0.0}
+    schedule = TimeCosine(1e-2, 10, 0.1, clock=lambda: clock["now"] / 100.0)  # a 100 s budget
     lrs = []
     for step, now in [(0, 0.0), (9, 1.0), (20, 2.0), (500, 50.0), (900, 99.0), (901, 150.0)]:
-        learner.step, clock.now = step, now
-        cb.on_batch_start(learner)
-        lrs.append(group["lr"])
+        clock["now"] = now
+        lrs.append(schedule.lr(step, 10**6))
     assert lrs[0] < lrs[1] < 1e-2  # warm-up by steps
     assert lrs[2] == pytest.approx(1e-2 * (0.1 + 0.9 * (1 + math.cos(math.pi * 0.02)) / 2))
     assert lrs[3] == pytest.approx(1e-2 * 0.55)  # half the budget spent: half-way down the cosine

@@ -12,11 +12,12 @@ Example:
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
 
 from deepfit.errors import ConfigError
 
-__all__ = ["Schedule", "Constant", "OneCycle", "CosineWarmup", "get_schedule"]
+__all__ = ["Schedule", "Constant", "OneCycle", "CosineWarmup", "TimeCosine", "get_schedule"]
 
 
 def _cos(start: float, end: float, frac: float) -> float:
@@ -97,6 +98,40 @@ class CosineWarmup(Schedule):
         if step < warm:
             return self.lr_max * (step + 1) / (warm + 1)
         return _cos(self.lr_max, self.lr_max * self.final_frac, (step - warm) / max(total - warm, 1))
+
+
+@dataclass(frozen=True)
+class TimeCosine(Schedule):
+    """For a time budget: linear warm-up over ``warmup`` steps, then cosine decay from ``lr_max``
+    to ``lr_max * final_frac`` driven by the larger of step progress and ``clock()``, the
+    fraction of the budget spent (e.g. ``lambda: limit.elapsed() / limit.seconds`` of a
+    :class:`~deepfit.engine.callbacks.TimeLimit`). The one schedule that is not a pure function
+    of the step: a resumed run follows the clock it is given.
+
+    Example:
+        >>> s = TimeCosine(1e-2, warmup=10, final_frac=0.1, clock=lambda: 0.5)
+        >>> round(s.lr(100, 10**6), 6)
+        0.0055
+    """
+
+    lr_max: float = 1e-3
+    warmup: int = 0
+    final_frac: float = 0.1
+    clock: Callable[[], float] | None = field(default=None, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.warmup < 0:
+            raise ConfigError(f"warmup must be >= 0 steps, got {self.warmup}")
+
+    def lr(self, step: int, total: int) -> float:
+        if step < self.warmup:
+            return self.lr_max * (step + 1) / (self.warmup + 1)
+        spent = self.clock() if self.clock is not None else 0.0
+        return _cos(self.lr_max, self.lr_max * self.final_frac, max(step / max(total, 1), spent))
+
+    def to_dict(self) -> dict:
+        return {"name": type(self).__name__, "lr_max": self.lr_max, "warmup": self.warmup,
+                "final_frac": self.final_frac}
 
 
 def get_schedule(schedule: str | Schedule | None, lr: float) -> Schedule:

@@ -289,9 +289,8 @@ def _lm_loss(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return F.cross_entropy(output.flatten(0, 1).float(), target.flatten())  # mean nats per token
 
 
-def _callbacks() -> tuple[type, type]:
-    """The LM's two callbacks (defined lazily: the engine imports torch)."""
-    from deepfit.engine.callbacks import Callback
+def _nats_metric() -> type:
+    """The LM's validation metric class (defined lazily: the metrics import torch)."""
     from deepfit.metrics import Metric
 
     class NatsPerChar(Metric):
@@ -313,31 +312,7 @@ def _callbacks() -> tuple[type, type]:
         def compute(self) -> float:
             return float(self.state["nll"] / self.state["n"]) * self.tokens_per_char
 
-    class TimeCosine(Callback):
-        """Warm-up by steps, then cosine decay by the larger of step and time progress.
-
-        Overrides the learning rate the engine's schedule set for the step (it runs after it).
-        """
-
-        order = 5
-
-        def __init__(self, lr: float, warmup: int, final_frac: float, limit: Any) -> None:
-            self.lr, self.warmup, self.final_frac, self.limit = lr, warmup, final_frac, limit
-
-        def on_batch_start(self, learner: Any) -> None:
-            step = learner.step
-            if step < self.warmup:
-                lr = self.lr * (step + 1) / (self.warmup + 1)
-            else:
-                frac = min(1.0, max(step / max(learner.total_steps, 1), self.limit.elapsed() / self.limit.seconds))
-                lr = self.lr * (self.final_frac + (1 - self.final_frac) * (1 + math.cos(math.pi * frac)) / 2)
-            for group in learner.optimizer.param_groups:
-                if isinstance(group["lr"], float):
-                    group["lr"] = lr
-                else:
-                    group["lr"].fill_(lr)
-
-    return NatsPerChar, TimeCosine
+    return NatsPerChar
 
 
 # ----------------------------------------------------------------------------- the predictor
@@ -587,7 +562,7 @@ def fit_lm(data: Any, settings: LMSettings | None = None, *, out: str | os.PathL
     from deepfit.engine.callbacks import CSVLogger, TimeLimit
     from deepfit.engine.learner import Learner
     from deepfit.engine.rng import seed_everything
-    from deepfit.engine.schedules import Constant, CosineWarmup
+    from deepfit.engine.schedules import CosineWarmup, TimeCosine
     from deepfit.features.tokenizer import Tokenizer
     from deepfit.models.gpt import GPT
     from deepfit.rundir import RunDir
@@ -640,7 +615,7 @@ def fit_lm(data: Any, settings: LMSettings | None = None, *, out: str | os.PathL
     seed_everything(settings.seed)
     model = GPT(tok.vocab_size, T, dim=settings.dim, layers=settings.layers, heads=settings.heads,
                 norm=settings.norm, mlp=settings.mlp, dropout=settings.dropout)
-    NatsPerChar, TimeCosine = _callbacks()
+    NatsPerChar = _nats_metric()
     valid_chars = len(valid_text)
     tokens_per_char = (len(valid_ids) - 1) / max(valid_chars, 1)
     steps_per_epoch = min(settings.eval_every, settings.max_steps)
@@ -654,8 +629,9 @@ def fit_lm(data: Any, settings: LMSettings | None = None, *, out: str | os.PathL
     if settings.time_limit:
         left = settings.time_limit - (time.perf_counter() - t_start)
         time_limit = TimeLimit(max(left, 0.05 * settings.time_limit))
-        callbacks += [time_limit, TimeCosine(settings.lr, settings.warmup, settings.final_lr_frac, time_limit)]
-        schedule = Constant(settings.lr)
+        callbacks.append(time_limit)
+        schedule = TimeCosine(settings.lr, settings.warmup, settings.final_lr_frac,
+                              clock=lambda: time_limit.elapsed() / time_limit.seconds)
     if run is not None:
         callbacks.append(CSVLogger(run.work / "history.csv"))
     beta2 = settings.beta2
