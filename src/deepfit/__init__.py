@@ -75,9 +75,10 @@ def fit(
         >>> model = deepfit.fit("houses.csv", target="price", time_limit=60)  # doctest: +SKIP
         >>> model.metrics["test_rmse"], model.predict(new_rows)  # doctest: +SKIP
     """
+    from deepfit.tasks.images import is_image_data
     from deepfit.tasks.table import TableSettings, fit_table
 
-    if _is_image_data(data, target, types):  # a folder of images, or a table with an image-path column
+    if is_image_data(data, target=target, types=types):  # a folder of images, or a table with an image-path column
         from deepfit.tasks.images import ImageSettings, fit_images
 
         image_settings = ImageSettings(target=target, task="auto" if task in ("auto", "classify") else task,
@@ -87,26 +88,6 @@ def fit(
     settings = TableSettings(target=target, task=task, types=dict(types or {}), time_limit=time_limit, seed=seed,
                              test_size=test_size, split_by=split_by, group=group)
     return fit_table(data, settings, test=test, out=out, resume=resume, progress=progress)
-
-
-def _is_image_data(data: Any, target: str, types: dict[str, str] | None) -> bool:
-    """A folder (of class folders of images), or a table in which type inference finds an image column."""
-    import os
-    from pathlib import Path
-
-    if isinstance(data, (str, os.PathLike)) and Path(data).is_dir():
-        return True
-    if isinstance(data, (str, os.PathLike)) and not Path(data).is_file():
-        return False
-    from deepfit.data.sources import read_table
-    from deepfit.errors import DataError
-    from deepfit.tasks.images import has_image_column
-
-    try:
-        frame = read_table(data)
-    except DataError:
-        return False  # fit_table reports the problem with the table
-    return has_image_column(frame, target=target, types=types)
 
 
 def __getattr__(name: str) -> Any:

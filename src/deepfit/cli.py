@@ -109,9 +109,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
     except ValueError as e:
         print(f"deepfit train: {e}", file=sys.stderr)
         return 2
-    if _has_image_column(args.data, args.target, types):
-        from deepfit.tasks.images import train_cli
+    from deepfit.tasks.images import is_image_data, train_cli
 
+    if is_image_data(args.data, target=args.target, types=types):
         return train_cli(args)
     from deepfit.tasks.table import TableSettings, fit_table
 
@@ -131,14 +131,6 @@ def _cmd_train(args: argparse.Namespace) -> int:
           or " ".join(f"{k}={v:.4f}" for k, v in predictor.metrics.items()))
     print(f"run directory: {out}  (report: {Path(out) / 'report.html'})")
     return 0
-
-
-def _has_image_column(data: str, target: str | None, types: dict[str, str]) -> bool:
-    """Whether the table holds image paths (then the image task trains on it, with its other columns)."""
-    from deepfit.data.sources import read_table
-    from deepfit.tasks.images import has_image_column
-
-    return has_image_column(read_table(data), target=target, types=types)
 
 
 def _train_bundled(args: argparse.Namespace) -> int:

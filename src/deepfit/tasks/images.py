@@ -39,7 +39,7 @@ from deepfit.engine.callbacks import Callback
 from deepfit.errors import ConfigError, DataError
 
 __all__ = ["ImageSettings", "ImagePredictor", "fit_images", "train_cli", "demo", "recipe", "has_image_column",
-           "MULTILABEL_SEP"]
+           "is_image_data", "MULTILABEL_SEP"]
 
 MULTILABEL_SEP = "|"  # multi-label targets: "cat|dog"
 TABLE_KINDS = ("number", "category", "binary", "date", "text")
@@ -163,6 +163,23 @@ def has_image_column(df: pd.DataFrame, *, target: str | None = None, types: dict
     except DataError:
         return False
     return any(i.kind == "image" for n, i in infos.items() if n != target)
+
+
+def is_image_data(data: Any, *, target: str | None = None, types: dict[str, str] | None = None) -> bool:
+    """Whether ``data`` is for the image task: a folder, or a table (path or DataFrame) in which
+    type inference finds an image-path column (used by :func:`deepfit.fit` and ``deepfit train``)."""
+    from deepfit.data.sources import read_table
+
+    if isinstance(data, (str, os.PathLike)):
+        if Path(data).is_dir():
+            return True
+        if not Path(data).is_file():
+            return False
+    try:
+        frame = read_table(data)
+    except DataError:
+        return False  # the table path reports the problem with the data
+    return has_image_column(frame, target=target, types=types)
 
 
 def _source_name(data: Any) -> str:
