@@ -105,8 +105,9 @@ class TimeCosine(Schedule):
     """For a time budget: linear warm-up over ``warmup`` steps, then cosine decay from ``lr_max``
     to ``lr_max * final_frac`` driven by the larger of step progress and ``clock()``, the
     fraction of the budget spent (e.g. ``lambda: limit.elapsed() / limit.seconds`` of a
-    :class:`~deepfit.engine.callbacks.TimeLimit`). The one schedule that is not a pure function
-    of the step: a resumed run follows the clock it is given.
+    :class:`~deepfit.engine.callbacks.TimeLimit`). With ``hold`` > 0 the LR stays at ``lr_max``
+    until that fraction of progress and decays over the rest (warm-up, stable, decay). The one
+    schedule that is not a pure function of the step: a resumed run follows the clock it is given.
 
     Example:
         >>> s = TimeCosine(1e-2, warmup=10, final_frac=0.1, clock=lambda: 0.5)
@@ -117,21 +118,25 @@ class TimeCosine(Schedule):
     lr_max: float = 1e-3
     warmup: int = 0
     final_frac: float = 0.1
+    hold: float = 0.0
     clock: Callable[[], float] | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.warmup < 0:
             raise ConfigError(f"warmup must be >= 0 steps, got {self.warmup}")
+        if not 0 <= self.hold < 1:
+            raise ConfigError(f"hold must be in [0, 1), got {self.hold}")
 
     def lr(self, step: int, total: int) -> float:
         if step < self.warmup:
             return self.lr_max * (step + 1) / (self.warmup + 1)
         spent = self.clock() if self.clock is not None else 0.0
-        return _cos(self.lr_max, self.lr_max * self.final_frac, max(step / max(total, 1), spent))
+        progress = max(step / max(total, 1), spent)
+        return _cos(self.lr_max, self.lr_max * self.final_frac, (progress - self.hold) / (1 - self.hold))
 
     def to_dict(self) -> dict:
         return {"name": type(self).__name__, "lr_max": self.lr_max, "warmup": self.warmup,
-                "final_frac": self.final_frac}
+                "final_frac": self.final_frac, "hold": self.hold}
 
 
 def get_schedule(schedule: str | Schedule | None, lr: float) -> Schedule:

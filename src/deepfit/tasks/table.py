@@ -60,6 +60,12 @@ class TableSettings:
     # Learning-rate multiplier of the text n-gram logits (the "wide" part). 10 converges in ~3
     # epochs instead of ~20 (fits ~2.5x faster) at about the same accuracy on the tweets benchmark.
     wide_lr_scale: float = 1.0
+    # With a time limit: full LR for this share of the budget, then cosine decay to
+    # final_lr_frac x lr by its end (1.0 = constant LR throughout).
+    lr_hold: float = 0.5
+    # With a time limit: fewer ensemble members (k) when k would leave too few epochs.
+    auto_k: bool = True
+    final_lr_frac: float = 0.01
     checkpoint_every: int | None = None
 
     def __post_init__(self) -> None:
@@ -185,6 +191,7 @@ def fit_table(
     from deepfit.engine.learner import Learner
     from deepfit.engine.precision import cpu_has_fast_bf16
     from deepfit.engine.rng import seed_everything
+    from deepfit.engine.schedules import TimeCosine
     from deepfit.features.preprocessor import TablePreprocessor
     from deepfit.features.target import make_target
     from deepfit.models.tabular import TabularModel, ensemble_loss
@@ -273,20 +280,36 @@ def fit_table(
     train_t = tensors(x_frame.iloc[fit_rows].reset_index(drop=True), y_train.iloc[fit_rows].reset_index(drop=True))
     valid_t = tensors(x_frame.iloc[valid_rows].reset_index(drop=True), y_train.iloc[valid_rows].reset_index(drop=True))
 
-    if run is not None and not resume:  # inputs are checked: only now does the run folder appear
-        run.start({"settings": settings.to_json(), "data": source, "data_sha256": _fingerprint(data),
-                   "test": _source_name(test) if test is not None else None})
-    seed_everything(settings.seed)
-    model = TabularModel(pre.spec(), n_outputs=target_enc.n_outputs, k=settings.k, width=settings.width,
-                         depth=settings.depth, dropout=settings.dropout, text_dim=settings.text_dim,
-                         text_layers=settings.text_layers)
     smoothing = settings.label_smoothing if task == "classify" else 0.0
 
     def loss(output: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         return ensemble_loss(output, y, task, smoothing)
 
+    def make_model(k: int) -> TabularModel:
+        return TabularModel(pre.spec(), n_outputs=target_enc.n_outputs, k=k, width=settings.width,
+                            depth=settings.depth, dropout=settings.dropout, text_dim=settings.text_dim,
+                            text_layers=settings.text_layers)
+
     n_fit = len(fit_rows)
-    batch_size = settings.batch_size or _batch_size(n_fit)
+    batch_size = min(settings.batch_size or _batch_size(n_fit), n_fit)
+    # A time budget sizes the ensemble (tasks/table_sizing.py); a resumed run keeps its size.
+    k, step_s = settings.k, {}
+    if resume:
+        k = int(stored.get("ensemble_k", settings.k))
+    elif settings.time_limit and settings.auto_k:
+        from deepfit.tasks.table_sizing import size_ensemble
+
+        k, step_s = size_ensemble(make_model, [t[:batch_size] for t in train_t], loss,
+                                  steps_per_epoch=math.ceil(n_fit / batch_size), k_max=settings.k,
+                                  seconds=settings.time_limit * 0.95 - (time.perf_counter() - t_start))
+        if k < settings.k:
+            notes.append(f"ensemble of {k} members instead of {settings.k}, so that the time limit of "
+                         f"{settings.time_limit:g}s still pays for enough epochs")
+    if run is not None and not resume:  # inputs are checked: only now does the run folder appear
+        run.start({"settings": settings.to_json(), "data": source, "data_sha256": _fingerprint(data),
+                   "test": _source_name(test) if test is not None else None, "ensemble_k": k})
+    seed_everything(settings.seed)
+    model = make_model(k)
     callbacks: list[Any] = [EarlyStopping("valid_loss", patience=settings.patience, restore_best=True)]
     time_limit = None
     if settings.time_limit:
@@ -304,7 +327,7 @@ def fit_table(
     learner = Learner(
         model, train_t, valid_t, loss=loss, optimizer=optimizer,
         metrics=[_EnsembleMetric("accuracy" if task == "classify" else "rmse", task)],  # type: ignore[list-item]
-        lr=settings.lr, weight_decay=settings.weight_decay, batch_size=min(batch_size, n_fit),
+        lr=settings.lr, weight_decay=settings.weight_decay, batch_size=batch_size,
         precision="bf16" if cpu_has_fast_bf16() else "auto", seed=settings.seed, progress=progress,
         # Text and sequence batches change shape (n-grams per batch, trimmed token lengths):
         # a compiled step would recompile for every batch.
@@ -313,7 +336,12 @@ def fit_table(
         callbacks=callbacks,
     )
     last = run.work / "last.ckpt" if run is not None else None
-    history = learner.fit(settings.max_epochs, resume=last if resume and last is not None and last.exists() else None)
+    schedule: Any = "constant"
+    if time_limit is not None and settings.lr_hold < 1:
+        limit = time_limit
+        schedule = TimeCosine(settings.lr, 0, settings.final_lr_frac, hold=settings.lr_hold,
+                              clock=lambda: limit.elapsed() / limit.seconds)
+    history = learner.fit(settings.max_epochs, schedule=schedule, resume=last if resume and last is not None and last.exists() else None)
     model.eval()
 
     info = {
@@ -323,6 +351,8 @@ def fit_table(
         "valid_rows": int(len(valid_rows)),
         "test_rows": int(len(test_df)) if test_df is not None else 0,
         "epochs": len(history),
+        "ensemble_k": k,
+        "sizing_step_s": {str(m): round(t, 5) for m, t in step_s.items()},
         "best_epoch": callbacks[0].best_epoch,
         "stopped_by_time_limit": bool(time_limit and time_limit.stopped),
         "fit_seconds": round(time.perf_counter() - t_start, 2),

@@ -1,0 +1,73 @@
+"""A time budget sizes the tabular ensemble and shapes its learning rate (tasks/table_sizing.py)."""
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+import deepfit
+from deepfit.engine.schedules import TimeCosine
+from deepfit.errors import ConfigError
+from deepfit.tasks.table_sizing import choose_k, time_train_step
+
+
+def test_choose_k_keeps_members_while_the_budget_pays_for_the_epochs():
+    step_s = {16: 0.17, 1: 0.02}  # 0.01 s per member, 0.01 s fixed
+    kw = dict(step_s=step_s, steps_per_epoch=100, k_max=16, min_epochs=20)
+    assert choose_k(seconds=20 * 100 * 0.1701, **kw) == 16  # just enough for k=16
+    assert choose_k(seconds=20 * 100 * 0.17 - 1, **kw) == 8
+    assert choose_k(seconds=20 * 100 * 0.0501, **kw) == 4  # fixed 0.01 + 4 x 0.01
+    assert choose_k(seconds=1.0, **kw) == 1  # nothing fits: one member, never zero
+    assert choose_k(step_s={12: 0.13, 1: 0.02}, steps_per_epoch=1, seconds=1e9, k_max=12, min_epochs=1) == 8
+
+
+def test_time_train_step_measures_a_real_step():
+    model = torch.nn.Linear(4, 1)
+    before = model.weight.detach().clone()
+    s = time_train_step(model, [torch.randn(8, 4)], torch.randn(8, 1), torch.nn.functional.mse_loss)
+    assert s > 0 and not torch.equal(before, model.weight)
+
+
+def test_time_cosine_holds_then_decays():
+    clock = {"spent": 0.0}
+    s = TimeCosine(1e-2, 0, 0.01, hold=0.5, clock=lambda: clock["spent"])
+    lrs = []
+    for spent in (0.0, 0.49, 0.75, 1.0):
+        clock["spent"] = spent
+        lrs.append(s.lr(10, 10**6))
+    assert lrs[0] == lrs[1] == pytest.approx(1e-2)  # full rate for the first half of the budget
+    assert lrs[2] == pytest.approx(1e-2 * (0.01 + 0.99 * 0.5))  # half-way down the cosine
+    assert lrs[3] == pytest.approx(1e-4)
+    with pytest.raises(ConfigError, match="hold"):
+        TimeCosine(1e-2, hold=1.0)
+
+
+@pytest.fixture(scope="module")
+def big_table():
+    rng = np.random.default_rng(0)
+    n = 12_000
+    x = rng.normal(size=(n, 6))
+    df = pd.DataFrame(x, columns=[f"x{i}" for i in range(6)])
+    df["y"] = np.sin(2 * x[:, 0]) + x[:, 1] * x[:, 2] + 0.1 * rng.normal(size=n)
+    return df
+
+
+def test_a_tight_budget_trains_fewer_members_and_the_artifact_keeps_them(big_table, tmp_path):
+    model = deepfit.fit(big_table, target="y", time_limit=10, seed=0, progress=False)
+    k = model.info["ensemble_k"]
+    assert k < 16 and model.info["epochs"] >= 2
+    assert set(model.info["sizing_step_s"]) == {"16", "1"}
+    assert any("ensemble of" in note for note in model.info["notes"])
+    assert model.metrics["test_r2"] > 0.5  # learnt in 10 s
+    model.save(tmp_path / "m")
+    again = deepfit.load(tmp_path / "m")
+    assert again.model.k == k
+    rows = big_table.drop(columns=["y"]).head(100)
+    assert np.array_equal(model.predict(rows), again.predict(rows))
+
+
+def test_no_time_limit_keeps_the_asked_ensemble(big_table):
+    from deepfit.tasks.table import TableSettings, fit_table
+
+    model = fit_table(big_table.head(600), TableSettings(target="y", k=4, max_epochs=2), progress=False)
+    assert model.info["ensemble_k"] == 4 and model.info["sizing_step_s"] == {}
