@@ -71,3 +71,28 @@ def test_no_time_limit_keeps_the_asked_ensemble(big_table):
 
     model = fit_table(big_table.head(600), TableSettings(target="y", k=4, max_epochs=2), progress=False)
     assert model.info["ensemble_k"] == 4 and model.info["sizing_step_s"] == {}
+
+
+def test_budget_left_after_early_stopping_trains_more_models_averaged_as_one(tmp_path):
+    from deepfit.models.tabular import TabularBag
+    from deepfit.tasks.table import TableSettings, fit_table
+
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(600, 3))
+    df = pd.DataFrame(x, columns=["a", "b", "c"]).assign(y=np.where(x[:, 0] + x[:, 1] ** 2 > 1, "yes", "no"))
+    settings = TableSettings(target="y", time_limit=30, patience=2, max_bags=3, k=4, width=32, seed=0)
+    model = fit_table(df, settings, progress=False)
+    assert model.info["bags"] == 3 == len(model.info["bag_epochs"])  # early stopping left plenty of budget
+    assert isinstance(model.model, TabularBag) and model.model.config()["bags"] == 3
+    assert model.metrics["test_accuracy"] > 0.85
+    model.save(tmp_path / "m")
+    again = deepfit.load(tmp_path / "m")
+    assert isinstance(again.model, TabularBag)
+    rows = df.drop(columns=["y"])
+    assert np.array_equal(model.predict_proba(rows).to_numpy(), again.predict_proba(rows).to_numpy())
+    # the bag predicts the mean over its models of their members' probabilities
+    _, inputs = model._encode(rows.head(20), "rows")
+    with torch.no_grad():
+        each = [m(*inputs).softmax(-1).mean(1) for m in model.model.bags]  # (B, C) per model
+    expected = torch.stack(each).mean(0)
+    assert np.allclose(model.predict_proba(rows.head(20)).to_numpy(), expected.numpy(), atol=1e-6)

@@ -20,7 +20,7 @@ import pandas as pd
 import torch
 
 from deepfit.artifact import ArtifactError, artifact_files, read_meta, read_weights, require_fields, write_artifact
-from deepfit.errors import DataError
+from deepfit.errors import ConfigError, DataError
 
 __all__ = ["Predictor", "load", "classification_metrics", "regression_metrics"]
 
@@ -157,7 +157,7 @@ class Predictor:
         """Load an artifact written by :meth:`save`; validates the JSON before reading any weights."""
         from deepfit.features.preprocessor import TablePreprocessor
         from deepfit.features.target import target_from_state
-        from deepfit.models.tabular import TabularModel
+        from deepfit.models.tabular import build_tabular
 
         meta = read_meta(directory)
         require_fields(meta, {"target": dict, "columns": list, "preprocessor": dict}, directory)
@@ -168,8 +168,8 @@ class Predictor:
         try:
             preprocessor = TablePreprocessor.from_state(meta["preprocessor"])
             target = target_from_state(meta["target"])
-            model = TabularModel(preprocessor.spec(), n_outputs=target.n_outputs, **meta["model"]["config"])
-        except (TypeError, ValueError, KeyError) as e:
+            model = build_tabular(preprocessor.spec(), n_outputs=target.n_outputs, **meta["model"]["config"])
+        except (TypeError, ValueError, KeyError, ConfigError) as e:
             raise ArtifactError(f"{directory}/deepfit.json is inconsistent: {type(e).__name__}: {e}") from e
         expected = {k: v.shape for k, v in model.state_dict().items()}
         model.load_state_dict(read_weights(directory, expected))

@@ -45,7 +45,7 @@ from torch import Tensor, nn
 
 from deepfit.errors import ConfigError
 
-__all__ = ["TabularModel", "FastDropout", "ensemble_loss", "ensemble_predict"]
+__all__ = ["TabularModel", "TabularBag", "FastDropout", "ensemble_loss", "ensemble_predict", "build_tabular"]
 
 
 def _check_spec(spec: dict) -> None:
@@ -278,6 +278,40 @@ class TabularModel(nn.Module):
                 "text_heads": self.text_heads, "ngram_drop": self.ngram_drop, "seq_widths": self.seq_widths,
                 "seq_strides": self.seq_strides, "seq_shift": self.seq_shift, "seq_scale": list(self.seq_scale),
                 "seq_noise": self.seq_noise}
+
+
+class TabularBag(nn.Module):
+    """Several independently trained :class:`TabularModel` of one configuration as one model:
+    their member outputs side by side, ``(B, sum of k, n_outputs)``, so :func:`ensemble_predict`
+    averages over every member of every model (a deep ensemble of TabM ensembles).
+
+    Example:
+        >>> spec = {"n_num": 1, "num_bins": [None], "cat_cardinalities": [], "n_text": 0, "text_buckets": 1}
+        >>> bag = TabularBag([TabularModel(spec, n_outputs=2, k=2, width=8, depth=1) for _ in range(3)])
+        >>> bag(torch.randn(4, 1), torch.zeros(4, 0, dtype=torch.long), torch.zeros(4, 0, 1, dtype=torch.long)).shape
+        torch.Size([4, 6, 2])
+    """
+
+    def __init__(self, models: list[TabularModel]) -> None:
+        super().__init__()
+        if len(models) < 1 or any(m.config() != models[0].config() for m in models):
+            raise ConfigError("TabularBag needs one or more TabularModels of the same configuration")
+        self.bags = nn.ModuleList(models)
+
+    def forward(self, *inputs: Tensor) -> Tensor:
+        return torch.cat([m(*inputs) for m in self.bags], dim=1)  # (B, sum k, C)
+
+    def config(self) -> dict:
+        return {**self.bags[0].config(), "bags": len(self.bags)}
+
+
+def build_tabular(spec: dict, *, n_outputs: int, bags: int = 1, **config: object) -> TabularModel | TabularBag:
+    """The model an artifact's config describes: a :class:`TabularModel`, or ``bags`` of them."""
+    if not isinstance(bags, int) or bags < 1:
+        raise ConfigError(f"bags must be a positive integer, got {bags!r}")
+    if bags == 1:
+        return TabularModel(spec, n_outputs=n_outputs, **config)  # type: ignore[arg-type]
+    return TabularBag([TabularModel(spec, n_outputs=n_outputs, **config) for _ in range(bags)])  # type: ignore[arg-type]
 
 
 def ensemble_loss(output: Tensor, target: Tensor, task: str, label_smoothing: float = 0.0) -> Tensor:

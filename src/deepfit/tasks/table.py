@@ -45,7 +45,8 @@ class TableSettings:
     split_by: str | None = None
     group: str | None = None
     max_epochs: int = 200
-    patience: int = 16
+    patience: int = 8
+    monitor: str = "metric"  # early stopping watches the validation "loss" or "metric" (accuracy / RMSE)
     batch_size: int | None = None
     lr: float = 2e-3
     weight_decay: float = 3e-4
@@ -65,12 +66,17 @@ class TableSettings:
     lr_hold: float = 0.5
     # With a time limit: fewer ensemble members (k) when k would leave too few epochs.
     auto_k: bool = True
+    # With a time limit: more models, each from its own seed, while the budget still pays for
+    # one, averaged with the first (a deep ensemble).
+    max_bags: int = 4
     final_lr_frac: float = 0.01
     checkpoint_every: int | None = None
 
     def __post_init__(self) -> None:
         if self.task not in ("auto", "classify", "regress"):
             raise ConfigError(f"task must be 'auto', 'classify' or 'regress', got {self.task!r}")
+        if self.monitor not in ("loss", "metric"):
+            raise ConfigError(f"monitor must be 'loss' or 'metric', got {self.monitor!r}")
         if not 0 <= self.test_size < 1:
             raise ConfigError(f"test_size must be in [0, 1), got {self.test_size}")
         if not 0 < self.valid_size < 1:
@@ -194,7 +200,7 @@ def fit_table(
     from deepfit.engine.schedules import TimeCosine
     from deepfit.features.preprocessor import TablePreprocessor
     from deepfit.features.target import make_target
-    from deepfit.models.tabular import TabularModel, ensemble_loss
+    from deepfit.models.tabular import TabularBag, TabularModel, ensemble_loss
     from deepfit.predict import Predictor
     from deepfit.rundir import RunDir
 
@@ -308,41 +314,69 @@ def fit_table(
     if run is not None and not resume:  # inputs are checked: only now does the run folder appear
         run.start({"settings": settings.to_json(), "data": source, "data_sha256": _fingerprint(data),
                    "test": _source_name(test) if test is not None else None, "ensemble_k": k})
+    metric_name = "accuracy" if task == "classify" else "rmse"
+
+    def train(model: TabularModel, seconds: float | None, seed: int, *, first: bool) -> tuple[list[dict], Any, Any]:
+        """Fit one model (early stopping with best-weights restore; a time limit, and with it the
+        held-then-decayed LR). Only the first model logs history and writes checkpoints."""
+        monitor = "valid_loss" if settings.monitor == "loss" else f"valid_{metric_name}"
+        stop = EarlyStopping(monitor, patience=settings.patience, restore_best=True)
+        limit = TimeLimit(seconds) if seconds is not None else None
+        callbacks: list[Any] = [stop] + ([limit] if limit is not None else [])
+        if run is not None and first:
+            callbacks.append(CSVLogger(run.work / "history.csv"))
+        optimizer: Any = "adamw"
+        if model.text_linear is not None and settings.wide_lr_scale != 1.0:
+            optimizer = _wide_optimizer(model.text_linear.weight, settings.wide_lr_scale)
+        learner = Learner(
+            model, train_t, valid_t, loss=loss, optimizer=optimizer,
+            metrics=[_EnsembleMetric(metric_name, task)],  # type: ignore[list-item]
+            lr=settings.lr, weight_decay=settings.weight_decay, batch_size=batch_size,
+            precision="bf16" if cpu_has_fast_bf16() else "auto", seed=seed, progress=progress,
+            # Text and sequence batches change shape (n-grams per batch, trimmed token lengths):
+            # a compiled step would recompile for every batch.
+            compile=False if set(columns.values()) & {"text", "sequence"} else "auto",
+            out_dir=run.work if run is not None and first else None,
+            checkpoint_every=settings.checkpoint_every if first else None, callbacks=callbacks,
+        )
+        schedule: Any = "constant"
+        if limit is not None and settings.lr_hold < 1:
+            schedule = TimeCosine(settings.lr, 0, settings.final_lr_frac, hold=settings.lr_hold,
+                                  clock=lambda: limit.elapsed() / limit.seconds)
+        last = run.work / "last.ckpt" if run is not None and first else None
+        history = learner.fit(settings.max_epochs, schedule=schedule,
+                              resume=last if resume and last is not None and last.exists() else None)
+        model.eval()
+        return history, stop, limit
+
+    # The budget covers the whole fit: reading and preprocessing have used part of it, and the
+    # final evaluation needs a little (5 %) at the end.
+    def seconds_left() -> float | None:
+        if not settings.time_limit:
+            return None
+        return settings.time_limit * 0.95 - (time.perf_counter() - t_start)
+
     seed_everything(settings.seed)
     model = make_model(k)
-    callbacks: list[Any] = [EarlyStopping("valid_loss", patience=settings.patience, restore_best=True)]
-    time_limit = None
-    if settings.time_limit:
-        # The budget covers the whole fit: reading and preprocessing have used part of it, and
-        # the final evaluation needs a little (5 %) at the end.
-        left = settings.time_limit * 0.95 - (time.perf_counter() - t_start)
-        time_limit = TimeLimit(max(left, 0.05 * settings.time_limit))
-    if time_limit is not None:
-        callbacks.append(time_limit)
-    if run is not None:
-        callbacks.append(CSVLogger(run.work / "history.csv"))
-    optimizer: Any = "adamw"
-    if model.text_linear is not None and settings.wide_lr_scale != 1.0:
-        optimizer = _wide_optimizer(model.text_linear.weight, settings.wide_lr_scale)
-    learner = Learner(
-        model, train_t, valid_t, loss=loss, optimizer=optimizer,
-        metrics=[_EnsembleMetric("accuracy" if task == "classify" else "rmse", task)],  # type: ignore[list-item]
-        lr=settings.lr, weight_decay=settings.weight_decay, batch_size=batch_size,
-        precision="bf16" if cpu_has_fast_bf16() else "auto", seed=settings.seed, progress=progress,
-        # Text and sequence batches change shape (n-grams per batch, trimmed token lengths):
-        # a compiled step would recompile for every batch.
-        compile=False if set(columns.values()) & {"text", "sequence"} else "auto",
-        out_dir=run.work if run is not None else None, checkpoint_every=settings.checkpoint_every,
-        callbacks=callbacks,
-    )
-    last = run.work / "last.ckpt" if run is not None else None
-    schedule: Any = "constant"
-    if time_limit is not None and settings.lr_hold < 1:
-        limit = time_limit
-        schedule = TimeCosine(settings.lr, 0, settings.final_lr_frac, hold=settings.lr_hold,
-                              clock=lambda: limit.elapsed() / limit.seconds)
-    history = learner.fit(settings.max_epochs, schedule=schedule, resume=last if resume and last is not None and last.exists() else None)
-    model.eval()
+    left = seconds_left()
+    history, stopping, time_limit = train(model, None if left is None else max(left, 0.05 * settings.time_limit),
+                                          settings.seed, first=True)
+    # Budget to spare after early stopping: train more models on it and average them all
+    # (a deep ensemble), each from its own seed, as long as another one still fits in the time.
+    models, bag_epochs = [model], [len(history)]
+    first_s = time_limit.elapsed() if time_limit is not None else 0.0
+    while (time_limit is not None and not time_limit.stopped and len(models) < settings.max_bags
+           and (seconds_left() or 0.0) > 1.2 * first_s):
+        seed = settings.seed + 1000 * len(models)
+        seed_everything(seed)
+        extra = make_model(k)
+        extra_history, _, extra_limit = train(extra, seconds_left(), seed, first=False)
+        models.append(extra)  # its best weights, with the LR decayed if the budget ended it
+        bag_epochs.append(len(extra_history))
+        if extra_limit is not None and extra_limit.stopped:
+            break
+    if len(models) > 1:
+        model = TabularBag(models).eval()
 
     info = {
         "source": source,
@@ -353,7 +387,9 @@ def fit_table(
         "epochs": len(history),
         "ensemble_k": k,
         "sizing_step_s": {str(m): round(t, 5) for m, t in step_s.items()},
-        "best_epoch": callbacks[0].best_epoch,
+        "best_epoch": stopping.best_epoch,
+        "bags": len(models),
+        "bag_epochs": bag_epochs,
         "stopped_by_time_limit": bool(time_limit and time_limit.stopped),
         "fit_seconds": round(time.perf_counter() - t_start, 2),
         "notes": notes,
