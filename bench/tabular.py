@@ -283,6 +283,9 @@ def main() -> None:
             key = "accuracy" if specs[d]["task"] == "classification" else "rmse"
             msg = (f"{key} {r[key]:.4f} fit {r['fit_s']:.1f}s" if r.get("ok")
                    else "ERROR " + r["error"].strip().splitlines()[-1][:200])
+            if r.get("ok") and "deepfit_info" in r:
+                di = r["deepfit_info"]
+                msg += f" (k={di.get('ensemble_k')}, epochs per model {di.get('bag_epochs')})"
             print(f"[{i}/{len(todo)}] {d} seed {s} {m}: {msg} (other CPU {r['other_cpu_s']:.1f}s)", flush=True)
         elapsed = now() - t_start
         other = max(0.0, cpu_busy_s() - busy0 - (own_cpu_s() - own0))

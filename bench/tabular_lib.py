@@ -162,6 +162,8 @@ def run_deepfit(meta: dict, train: pd.DataFrame, test_x: pd.DataFrame, seed: int
     info["torch_threads_after_fit"] = torch.get_num_threads()
     info["deepfit_metrics"] = {k: v for k, v in (getattr(model, "metrics", None) or {}).items()
                                if isinstance(v, (int, float))}
+    info["deepfit_info"] = {k: model.info.get(k) for k in ("ensemble_k", "bags", "bag_epochs", "epochs", "best_epoch",
+                                                           "stopped_by_time_limit", "sizing_step_s")}
     t = now()
     info["pred"] = model.predict(test_x)
     info["predict_s"] = now() - t

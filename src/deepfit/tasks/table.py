@@ -296,6 +296,13 @@ def fit_table(
                             depth=settings.depth, dropout=settings.dropout, text_dim=settings.text_dim,
                             text_layers=settings.text_layers)
 
+    # The budget covers the whole fit: reading and preprocessing have used part of it, and the
+    # final evaluation needs a little (5 %) at the end.
+    def seconds_left() -> float | None:
+        if not settings.time_limit:
+            return None
+        return settings.time_limit * 0.95 - (time.perf_counter() - t_start)
+
     n_fit = len(fit_rows)
     batch_size = min(settings.batch_size or _batch_size(n_fit), n_fit)
     # A time budget sizes the ensemble (tasks/table_sizing.py); a resumed run keeps its size.
@@ -307,7 +314,7 @@ def fit_table(
 
         k, step_s = size_ensemble(make_model, [t[:batch_size] for t in train_t], loss,
                                   steps_per_epoch=math.ceil(n_fit / batch_size), k_max=settings.k,
-                                  seconds=settings.time_limit * 0.95 - (time.perf_counter() - t_start))
+                                  seconds=seconds_left() or 0.0)
         if k < settings.k:
             notes.append(f"ensemble of {k} members instead of {settings.k}, so that the time limit of "
                          f"{settings.time_limit:g}s still pays for enough epochs")
@@ -349,13 +356,6 @@ def fit_table(
         model.eval()
         return history, stop, limit
 
-    # The budget covers the whole fit: reading and preprocessing have used part of it, and the
-    # final evaluation needs a little (5 %) at the end.
-    def seconds_left() -> float | None:
-        if not settings.time_limit:
-            return None
-        return settings.time_limit * 0.95 - (time.perf_counter() - t_start)
-
     seed_everything(settings.seed)
     model = make_model(k)
     left = seconds_left()
@@ -377,6 +377,8 @@ def fit_table(
             break
     if len(models) > 1:
         model = TabularBag(models).eval()
+        notes.append(f"{len(models)} models trained in the time limit, each from its own seed, and averaged "
+                     f"(epochs: {', '.join(map(str, bag_epochs))})")
 
     info = {
         "source": source,
