@@ -309,16 +309,16 @@ def fit_table(
     k, step_s, budget_bound = settings.k, {}, False
     if resume:
         k = int(stored.get("ensemble_k", settings.k))
+        budget_bound = bool(stored.get("budget_bound", False))
     elif settings.time_limit and settings.auto_k:
         from deepfit.tasks.table_sizing import projected_epochs, size_ensemble
 
-        k, step_s = size_ensemble(make_model, [t[:batch_size] for t in train_t], loss,
-                                  steps_per_epoch=math.ceil(n_fit / batch_size), k_max=settings.k,
-                                  seconds=seconds_left() or 0.0)
+        steps = math.ceil(n_fit / batch_size)
+        k, step_s = size_ensemble(make_model, [t[:batch_size] for t in train_t], loss, steps_per_epoch=steps,
+                                  k_max=settings.k, seconds=seconds_left() or 0.0)
         # A run the budget will end gets early stopping's patience of 16 epochs even when fewer
         # are asked: with the LR held, a short patience stops it before the decay that pays most
-        # (diamonds, patience 8: stopped at epoch 20 of ~23 with RMSE 558; patience 16: 536).
-        steps = math.ceil(n_fit / batch_size)
+        # (diamonds, patience 8: stopped at epoch 20 of ~23 with RMSE 558; patience 16: 537).
         budget_bound = bool(step_s) and projected_epochs(step_s, k, steps_per_epoch=steps,
                                                          seconds=seconds_left() or 0.0) < 40
         if k < settings.k:
@@ -326,7 +326,8 @@ def fit_table(
                          f"{settings.time_limit:g}s still pays for enough epochs")
     if run is not None and not resume:  # inputs are checked: only now does the run folder appear
         run.start({"settings": settings.to_json(), "data": source, "data_sha256": _fingerprint(data),
-                   "test": _source_name(test) if test is not None else None, "ensemble_k": k})
+                   "test": _source_name(test) if test is not None else None, "ensemble_k": k,
+                   "budget_bound": budget_bound})
     metric_name = "accuracy" if task == "classify" else "rmse"
 
     def train(model: TabularModel, seconds: float | None, seed: int, *, first: bool) -> tuple[list[dict], Any, Any]:
