@@ -96,3 +96,20 @@ def test_budget_left_after_early_stopping_trains_more_models_averaged_as_one(tmp
         each = [m(*inputs).softmax(-1).mean(1) for m in model.model.bags]  # (B, C) per model
     expected = torch.stack(each).mean(0)
     assert np.allclose(model.predict_proba(rows.head(20)).to_numpy(), expected.numpy(), atol=1e-6)
+
+
+def test_an_artifact_asking_for_absurd_bags_is_refused_before_building(tmp_path):
+    import json
+
+    from deepfit.artifact import ArtifactError
+    from deepfit.tasks.table import TableSettings, fit_table
+
+    df = pd.DataFrame({"a": np.arange(200.0) % 13, "y": np.arange(200.0) % 7})
+    fit_table(df, TableSettings(target="y", k=2, width=8, max_epochs=1), progress=False).save(tmp_path / "m")
+    meta_path = tmp_path / "m" / "deepfit.json"
+    meta = json.loads(meta_path.read_text())
+    for bad in (10**9, 0, "3"):
+        meta["model"]["config"]["bags"] = bad
+        meta_path.write_text(json.dumps(meta))
+        with pytest.raises(ArtifactError, match="bags"):
+            deepfit.load(tmp_path / "m")

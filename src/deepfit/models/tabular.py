@@ -305,10 +305,13 @@ class TabularBag(nn.Module):
         return {**self.bags[0].config(), "bags": len(self.bags)}
 
 
+MAX_BAGS = 64  # an artifact asking for more is refused before any model is built
+
+
 def build_tabular(spec: dict, *, n_outputs: int, bags: int = 1, **config: object) -> TabularModel | TabularBag:
     """The model an artifact's config describes: a :class:`TabularModel`, or ``bags`` of them."""
-    if not isinstance(bags, int) or bags < 1:
-        raise ConfigError(f"bags must be a positive integer, got {bags!r}")
+    if not isinstance(bags, int) or isinstance(bags, bool) or not 1 <= bags <= MAX_BAGS:
+        raise ConfigError(f"bags must be an integer from 1 to {MAX_BAGS}, got {bags!r}")
     if bags == 1:
         return TabularModel(spec, n_outputs=n_outputs, **config)  # type: ignore[arg-type]
     return TabularBag([TabularModel(spec, n_outputs=n_outputs, **config) for _ in range(bags)])  # type: ignore[arg-type]
