@@ -571,3 +571,72 @@ def test_decompression_bomb_is_skipped_not_decoded(tmp_path, backend, monkeypatc
     with pytest.raises(ImageError) as info:
         decode_image(path, 16)
     assert info.value.reason.startswith("too large")
+
+
+# ----------------------------------------------------------------------------- reused worker batch buffers
+
+
+def _reference_batches(paths, labels, **kw):
+    """The batches of epoch 1 decoded in this process (no worker, no buffer reuse)."""
+    return [tuple(t.clone() for t in b) for b in ImageBatches(paths, labels, num_workers=0, **kw).iterate(1)]
+
+
+def test_worker_buffers_are_reused_only_once_released(tmp_path):
+    paths, labels = make_set(tmp_path, n=40)
+    kw = dict(size=16, batch_size=4, seed=3)
+    want = _reference_batches(paths, labels, **kw)
+    loader = ImageBatches(paths, labels, num_workers=1, **kw)
+    storages = set()
+    for (x, y), (wx, wy) in zip(loader.iterate(1), want, strict=True):  # each batch dropped when done
+        assert torch.equal(x, wx) and torch.equal(y, wy)
+        storages.add(x.untyped_storage().data_ptr())
+    assert len(storages) <= 1 * 2 + 2  # a small ring (workers x prefetch + 2), not one buffer per batch
+    kept = list(loader.iterate(1))  # every batch kept: none may be overwritten by a later one
+    assert len({x.untyped_storage().data_ptr() for x, _ in kept}) == len(kept)
+    for (x, y), (wx, wy) in zip(kept, want, strict=True):
+        assert torch.equal(x, wx) and torch.equal(y, wy)
+    # views and numpy arrays of a batch keep it too; unlabelled images come back alone
+    unlabelled = ImageBatches(paths, None, num_workers=1, **kw)
+    views, arrays = [], []
+    for i, (x,) in enumerate(unlabelled.iterate(1)):
+        (views if i % 2 else arrays).append(x[1:3] if i % 2 else x.numpy())
+    for i, (wx, _) in enumerate(want):
+        got = views[i // 2] if i % 2 else torch.from_numpy(arrays[i // 2])
+        assert torch.equal(got, wx[1:3] if i % 2 else wx)
+
+
+def test_worker_buffers_with_two_workers_and_an_early_stop(tmp_path):
+    paths, labels = make_set(tmp_path, n=40)
+    kw = dict(size=16, batch_size=4, seed=3)
+    want = _reference_batches(paths, labels, **kw)
+    loader = ImageBatches(paths, labels, num_workers=2, **kw)
+    for _ in range(2):
+        it = loader.iterate(1)
+        first = [next(it) for _ in range(3)]
+        it.close()  # stopped mid-epoch: its workers go, the kept batches stay intact
+        for (x, y), (wx, wy) in zip(first, want[:3], strict=True):
+            assert torch.equal(x, wx) and torch.equal(y, wy)
+    for (x, y), (wx, wy) in zip(loader.iterate(1), want, strict=True):
+        assert torch.equal(x, wx) and torch.equal(y, wy)
+    assert sorted(s.path for s in loader.skipped) == sorted([paths[5], paths[17]])
+
+
+def test_worker_crash_and_worker_errors_surface(tmp_path, monkeypatch):
+    paths, labels = make_set(tmp_path, n=16, bad=())
+    calls = {"n": 0}
+    real = ImageDataset.get_batch
+
+    def crash_on_third(self, indices, out=None):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            os._exit(3)  # the worker process dies (forked: it has its own copy of the counter)
+        return real(self, indices, out)
+
+    monkeypatch.setattr(ImageDataset, "get_batch", crash_on_third)
+    loader = ImageBatches(paths, labels, size=16, batch_size=4, num_workers=1, seed=0)
+    with pytest.raises(RuntimeError, match="DataLoader worker .* exited unexpectedly"):
+        list(loader.iterate(0))
+    monkeypatch.setattr(ImageDataset, "get_batch", real)
+    all_bad = ImageBatches([str(tmp_path / "none.jpg")] * 8, [0] * 8, size=16, batch_size=4, num_workers=1)
+    with pytest.raises(DataError, match="no readable image"):
+        list(all_bad.iterate(0))
