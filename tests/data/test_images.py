@@ -640,3 +640,38 @@ def test_worker_crash_and_worker_errors_surface(tmp_path, monkeypatch):
     all_bad = ImageBatches([str(tmp_path / "none.jpg")] * 8, [0] * 8, size=16, batch_size=4, num_workers=1)
     with pytest.raises(DataError, match="no readable image"):
         list(all_bad.iterate(0))
+
+
+def test_channels_last_resize_gives_the_old_pixels(tmp_path):
+    """The resize writes channels-last (skipping torch's repacking): same pixels as planes out."""
+    import torch.nn.functional as F
+
+    import deepfit.data.images as images_module
+
+    rng = np.random.default_rng(0)
+    a = rng.integers(0, 256, (90, 120, 3)).astype(np.uint8)
+    a[20:60, 30:100] = (200, 40, 90)
+    path = str(tmp_path / "a.png")
+    Image.fromarray(a).save(path)
+
+    def old(box, size, flip=False):  # the previous code: (1, 3, h, w) from a permuted view
+        x0, y0, x1, y1 = box
+        t = torch.from_numpy(np.ascontiguousarray(a[y0:y1, x0:x1])).permute(2, 0, 1)[None]
+        out = F.interpolate(t, size=(size, size), mode="bilinear", antialias=True, align_corners=False)[0]
+        return out.flip(-1) if flip else out
+
+    for size in (16, 57, 90, 224):
+        want = old((15, 0, 105, 90), size)
+        assert torch.equal(torch.from_numpy(decode_image(path, size)).permute(2, 0, 1), want)
+        dest = torch.zeros(3, size, size, dtype=torch.uint8)
+        got = images_module._decode_tensor(path, size, lambda w, h: (3, 7, 50, 61), flip=True, dest=dest)
+        assert got is dest and torch.equal(dest, old((3, 7, 50, 61), size, flip=True))
+    ds = ImageDataset([path] * 3, [0, 1, 2], size=32, seed=4)
+    ds.set_epoch(2)
+    x, _ = ds[1]
+    assert x.is_contiguous()
+    r = images_module._sample_rng(4, 2, 1, 0)
+    flip = r.random() < 0.5
+    assert torch.equal(x, old(images_module._rrc_box(r, ds.scale, ds.ratio)(120, 90), 32, flip))
+    batch, _ = ds.get_batch([1, 0])
+    assert torch.equal(batch[0][0], x) and batch[0].is_contiguous()
