@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import pickle
 import string
 
 import numpy as np
@@ -593,8 +594,12 @@ def test_worker_buffers_are_reused_only_once_released(tmp_path):
     assert len(storages) <= 1 * 2 + 2  # a small ring (workers x prefetch + 2), not one buffer per batch
     kept = list(loader.iterate(1))  # every batch kept: none may be overwritten by a later one
     assert len({x.untyped_storage().data_ptr() for x, _ in kept}) == len(kept)
+    assert storages & {x.untyped_storage().data_ptr() for x, _ in kept}  # the next pass reused the ring
+    for _ in loader.iterate(2):  # nor by the next pass, which refills the same ring
+        pass
     for (x, y), (wx, wy) in zip(kept, want, strict=True):
         assert torch.equal(x, wx) and torch.equal(y, wy)
+    assert pickle.loads(pickle.dumps(loader))._ring is None
     # views and numpy arrays of a batch keep it too; unlabelled images come back alone
     unlabelled = ImageBatches(paths, None, num_workers=1, **kw)
     views, arrays = [], []

@@ -1071,11 +1071,13 @@ class _BatchRing:
     A slot is handed to a new request only when no tensor outside the ring holds its storage any
     more (torch's storage use count, which counts every view), so a batch the consumer keeps
     (``list(loader)``, a view, a numpy array of it) is never overwritten; with no free slot the
-    request says ``None`` and the worker allocates a fresh buffer as before. The ring lives for
-    one pass over the data (its workers are gone when the pass ends).
+    request says ``None`` and the worker allocates a fresh buffer as before. A pass that ends
+    normally (every request answered, its workers gone) leaves the ring to the next pass; one
+    stopped early drops it (a worker may still be filling a slot).
     """
 
     def __init__(self, n_slots: int, shape: tuple[int, ...]) -> None:
+        self.shape = shape
         self.slots: list[torch.Tensor] = []
         for _ in range(n_slots):
             t = _shared_uint8(shape)
@@ -1207,6 +1209,10 @@ class ImageBatches(_IndexBatches):
             raise ConfigError(f"num_workers must be >= 0, got {self.num_workers}")
         self.prefetch_factor, self.pin_memory = prefetch_factor, pin_memory
         self._skipped: dict[str, str] = {}
+        self._ring: _BatchRing | None = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_ring": None}  # shared buffers stay with the process that made them
 
     @property
     def skipped(self) -> list[Skipped]:
@@ -1229,8 +1235,10 @@ class ImageBatches(_IndexBatches):
             # in flight: prefetch_factor per worker; held: the batch being used and the previous
             # one (a for-loop's variable still names it when the next is asked for)
             slots = min(len(batches), self.num_workers * self.prefetch_factor + 2)
-            rows = max((len(b) for b in batches), default=0)
-            ring = _BatchRing(slots, (rows, 3, self.dataset.size, self.dataset.size))
+            shape = (max((len(b) for b in batches), default=0), 3, self.dataset.size, self.dataset.size)
+            ring, self._ring = self._ring, None  # a pass that ends early does not give its ring back
+            if ring is None or ring.shape != shape or len(ring.slots) < slots:
+                ring = _BatchRing(slots, shape)
         if ring is None or not ring.slots:
             loader = DataLoader(_BatchesDataset(self.dataset), batch_sampler=batches,
                                 num_workers=self.num_workers, collate_fn=_identity,
@@ -1257,4 +1265,7 @@ class ImageBatches(_IndexBatches):
             self._skipped.update(skipped)
             yield out
             del out, result  # before the next request is made: this batch may be free by then
+        # every request was answered and the workers are gone: the next pass may refill the slots
+        # (no new shared memory to fault in), each still only once the consumer has let go of it
+        self._ring = ring
 
