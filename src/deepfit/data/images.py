@@ -499,9 +499,21 @@ def _fast_jpeg_size(data: bytes) -> tuple[int, int] | None:
 
 
 def _over_pixel_limit(w: int, h: int) -> bool:
-    from PIL import Image
+    limit = _pil_image().MAX_IMAGE_PIXELS  # read each time: callers may change it
+    return limit is not None and w * h > 2 * limit
 
-    return Image.MAX_IMAGE_PIXELS is not None and w * h > 2 * Image.MAX_IMAGE_PIXELS
+
+def _pil_image() -> Any:
+    """``PIL.Image``, imported once (an import statement per image cost ~2 % of the decode loop)."""
+    global _PIL_IMAGE
+    if _PIL_IMAGE is None:
+        from PIL import Image
+
+        _PIL_IMAGE = Image
+    return _PIL_IMAGE
+
+
+_PIL_IMAGE: Any = None
 
 
 def _has_exif(data: bytes) -> bool:
@@ -629,14 +641,14 @@ Box = Callable[[int, int], tuple[float, float, float, float]]
 
 
 def _decode_tensor(path: str, size: int, box_fn: Box, *, min_side: int = MIN_SIDE, flip: bool = False,
-                   fast: bool = False, dest: torch.Tensor | None = None) -> torch.Tensor:
+                   fast: bool = False, dest: torch.Tensor | np.ndarray | None = None) -> Any:
     """Decode ``path``, cut the region ``box_fn(w, h)`` of the upright image, resize: uint8 ``(3, size, size)``.
 
     The resize is torch's antialiased bilinear on uint8 (an AVX2 kernel: about 3x faster than
     Pillow's ``resize`` here, same pixels within rounding). ``fast``: libjpeg-turbo's faster,
     slightly less exact JPEG decoding (:data:`_FAST_DECODE`), for augmented training crops.
-    ``dest``: a ``(3, size, size)`` tensor to write the result into (and return); without it
-    the result is a new tensor in channels-last layout (strides ``(1, 3 * size, 3)``).
+    ``dest``: a ``(3, size, size)`` tensor or numpy array to write the result into (and return);
+    without it the result is a new tensor in channels-last layout (strides ``(1, 3 * size, 3)``).
     """
     data = _read_bytes(path)
     plain = _fast_jpeg_size(data)
@@ -675,7 +687,7 @@ def _decode_tensor(path: str, size: int, box_fn: Box, *, min_side: int = MIN_SID
     if dest is None:
         return out.flip(-1) if flip else out
     # numpy copies through a reversed view: no flipped intermediate (torch has no negative strides)
-    np.copyto(dest.numpy(), out.numpy()[:, :, ::-1] if flip else out.numpy())
+    np.copyto(dest if isinstance(dest, np.ndarray) else dest.numpy(), out.numpy()[:, :, ::-1] if flip else out.numpy())
     return dest  # (3, size, size)
 
 
@@ -772,7 +784,7 @@ def decode_image_augmented(path: str | os.PathLike, size: int, *, rng: np.random
 
 def _augmented_tensor(path: str, size: int, rng: random.Random, scale: tuple[float, float],
                       ratio: tuple[float, float], flip: bool, min_side: int,
-                      dest: torch.Tensor | None = None) -> torch.Tensor:
+                      dest: torch.Tensor | np.ndarray | None = None) -> Any:
     do_flip = bool(flip and rng.random() < 0.5)
     return _decode_tensor(path, size, _rrc_box(rng, scale, ratio), min_side=min_side, flip=do_flip, fast=True,
                           dest=dest)
@@ -983,7 +995,7 @@ class ImageDataset(Dataset):
         """Make augmentation a function of ``(seed, epoch, index)``."""
         self.epoch = int(epoch)
 
-    def load(self, index: int, attempt: int = 0, dest: torch.Tensor | None = None) -> torch.Tensor:
+    def load(self, index: int, attempt: int = 0, dest: torch.Tensor | np.ndarray | None = None) -> Any:
         """Decode sample ``index`` to a uint8 ``(3, S, S)`` tensor (or into ``dest``); raises :class:`ImageError`."""
         path = self.paths[index]
         if not self.augment:
@@ -997,7 +1009,7 @@ class ImageDataset(Dataset):
         return out if dest is not None else out.contiguous()
 
     def _load_good(self, index: int, skipped: dict[str, str],
-                   dest: torch.Tensor | None = None) -> tuple[torch.Tensor, int]:
+                   dest: torch.Tensor | np.ndarray | None = None) -> tuple[Any, int]:
         n = len(self.paths)
         for attempt in range(min(n, 64)):
             j = (index + attempt) % n
@@ -1027,8 +1039,9 @@ class ImageDataset(Dataset):
         skipped: dict[str, str] = {}
         x = _batch_buffer((len(indices), 3, self.size, self.size)) if out is None else out
         ys = np.empty(len(indices), dtype=np.int64)
+        rows = x.numpy()  # numpy views of the rows: cheaper per image than tensor ones
         for k, i in enumerate(indices):
-            _, j = self._load_good(int(i), skipped, x[k])
+            _, j = self._load_good(int(i), skipped, rows[k])
             if self.labels is not None:
                 ys[k] = self.labels[j]
         if self.labels is None:
