@@ -1,7 +1,9 @@
-"""Two processes on gloo (CPU) reach the weights of one process with the same global batch."""
+"""Two processes on gloo (CPU): the same weights as one process with the same global batch, and
+a time limit that stops every rank together."""
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -10,22 +12,30 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-SCRIPT = Path(__file__).parent / "scripts" / "ddp_train.py"
+SCRIPTS = Path(__file__).parent / "scripts"
+
+
+def run_script(name: str, *args: object, ranks: int | None = None, timeout: float = 240) -> None:
+    """Run ``tests/scripts/NAME`` (under torchrun with ``ranks`` processes); on a timeout the whole
+    process group is killed, so a hung rank never outlives the test."""
+    launch = [sys.executable] + (["-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(ranks)]
+                                 if ranks else [])
+    proc = subprocess.Popen([*launch, str(SCRIPTS / name), *map(str, args)], env={**os.environ, "OMP_NUM_THREADS": "1"},
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        _, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        raise
+    assert proc.returncode == 0, err[-3000:]
 
 
 def test_two_process_ddp_matches_single_process(tmp_path):
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
     two = tmp_path / "two.safetensors"
-    proc = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-         str(SCRIPT), str(two), "32"],
-        env=env, capture_output=True, text=True, timeout=240,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    run_script("ddp_train.py", two, 32, ranks=2)
     one = tmp_path / "one.safetensors"
-    proc = subprocess.run([sys.executable, str(SCRIPT), str(one), "64"], env=env, capture_output=True, text=True,
-                          timeout=240)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    run_script("ddp_train.py", one, 64)
 
     a, b = load_file(two), load_file(one)
     for k in a:
@@ -37,3 +47,15 @@ def test_two_process_ddp_matches_single_process(tmp_path):
         assert r2["valid_loss"] == pytest.approx(r1["valid_loss"], rel=1e-4)
         assert r2["valid_accuracy"] == pytest.approx(r1["valid_accuracy"])
         assert r2["train_loss"] == pytest.approx(r1["train_loss"], rel=1e-4)
+
+
+def test_time_limit_stops_every_rank_after_the_same_step_with_the_same_weights(tmp_path):
+    out = tmp_path / "run"
+    run_script("ddp_time_limit.py", out, 2.0, ranks=2, timeout=120)  # hung here before the ranks agreed
+    meta = [json.loads(Path(f"{out}.{r}.json").read_text()) for r in (0, 1)]
+    assert meta[0]["stopped"] and meta[1]["stopped"]
+    assert meta[0]["step"] == meta[1]["step"] > 10
+    assert meta[0]["lr"] == meta[1]["lr"] < 1e-2  # the clock-driven decay, identical on both ranks
+    a, b = (load_file(f"{out}.{r}.safetensors") for r in (0, 1))
+    for k in a:
+        assert torch.equal(a[k], b[k]), k

@@ -19,6 +19,12 @@ class TimeLimit(Callback):
 
     A run stopped by its time budget is not bit-for-bit reproducible (where it stops depends on
     the machine's speed); everything before the stop is.
+
+    Under ``torchrun`` the ranks agree on the clock: after every step they take the largest of
+    their elapsed times (one 8-byte all-reduce), so all stop after the same step — a rank that
+    stopped alone would leave the others waiting in their next gradient all-reduce — and a
+    schedule driven by :meth:`elapsed` (``TimeCosine``) sets the same learning rate on every
+    rank, keeping the replicas identical.
     """
 
     order = 40  # before EarlyStopping, so the best weights are still restored at fit end
@@ -29,16 +35,30 @@ class TimeLimit(Callback):
         self.seconds = seconds
         self.spent_before = 0.0
         self._t0 = 0.0
+        self._shared: float | None = None  # under torch.distributed: the ranks' agreed elapsed time
         self.stopped = False
 
     def on_fit_start(self, learner: Learner) -> None:
         self._t0 = time.monotonic()
+        self._shared = self.spent_before if learner.dist.enabled else None
 
-    def elapsed(self) -> float:
+    def _clock(self) -> float:
         return self.spent_before + time.monotonic() - self._t0
 
+    def elapsed(self) -> float:
+        """Seconds of training so far (under torch.distributed: as agreed after the last step)."""
+        return self._clock() if self._shared is None else self._shared
+
     def on_batch_end(self, learner: Learner) -> None:
-        if self.elapsed() > self.seconds:
+        spent = self._clock()
+        if self._shared is not None:
+            import torch
+            import torch.distributed as dist
+
+            agreed = torch.tensor([spent], dtype=torch.float64)
+            dist.all_reduce(agreed, op=dist.ReduceOp.MAX)
+            spent = self._shared = float(agreed.item())
+        if spent > self.seconds:
             self.stopped = True
             raise CancelFit(f"time limit of {self.seconds:g}s reached")
 
