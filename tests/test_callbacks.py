@@ -135,3 +135,16 @@ def test_tensorboard_logger_needs_package_or_writes(tmp_path):
     else:
         learn.fit(1)
         assert any((tmp_path / "tb").iterdir())
+
+
+def test_progress_log_shows_steps_and_the_budget_when_a_time_limit_ends_the_run():
+    from deepfit.engine.callbacks import TimeLimit
+
+    stream = io.StringIO()
+    x, y = _data()
+    Learner(nn.Linear(4, 2), (x, y), callbacks=[ProgressLog(stream), TimeLimit(60)], batch_size=16,
+            progress=False).fit(2)
+    lines = stream.getvalue().strip().splitlines()
+    assert len(lines) == 2
+    steps = len(x) // 16 + (len(x) % 16 > 0)
+    assert lines[1].startswith(f"epoch 2  step {2 * steps}  0s/60s  train_loss"), lines[1]

@@ -15,7 +15,7 @@ from deepfit.engine.callbacks.base import Callback
 if TYPE_CHECKING:  # pragma: no cover
     from deepfit.engine.learner import Learner
 
-__all__ = ["ProgressBar", "ProgressLog", "format_metrics"]
+__all__ = ["ProgressBar", "ProgressLog", "format_metrics", "where"]
 
 
 def format_metrics(row: dict) -> str:
@@ -30,6 +30,17 @@ def format_metrics(row: dict) -> str:
     return "  ".join(parts)
 
 
+def where(learner: Learner, epoch: int) -> str:
+    """``epoch 3/20`` — or, when a time limit ends the run (its epoch count is only a cap, e.g. the
+    language model's 4,000 validation intervals), ``epoch 3  step 750  12s/60s``."""
+    from deepfit.engine.callbacks.time_limit import TimeLimit
+
+    limit = next((cb for cb in learner.callbacks if isinstance(cb, TimeLimit)), None)
+    if limit is None:
+        return f"epoch {epoch}/{learner.epochs}"
+    return f"epoch {epoch}  step {learner.step}  {limit.elapsed():.0f}s/{limit.seconds:g}s"
+
+
 class ProgressLog(Callback):
     """One plain line per epoch (for logs and pipes)."""
 
@@ -42,7 +53,7 @@ class ProgressLog(Callback):
         if learner.is_main and learner.history:
             stream = self.stream or sys.stdout
             row = learner.history[-1]
-            print(f"epoch {row['epoch']}/{learner.epochs}  {format_metrics(row)}", file=stream, flush=True)
+            print(f"{where(learner, row['epoch'])}  {format_metrics(row)}", file=stream, flush=True)
 
 
 class ProgressBar(ProgressLog):
@@ -72,7 +83,7 @@ class ProgressBar(ProgressLog):
         loss_text = f"loss {loss:.4g}" if loss is not None else ""
         stream = self.stream or sys.stdout
         stream.write(
-            f"\repoch {learner.epoch + 1}/{learner.epochs} [{'#' * filled}{'.' * (width - filled)}] "
+            f"\r{where(learner, learner.epoch + 1)} [{'#' * filled}{'.' * (width - filled)}] "
             f"{done}/{total} {rate:.0f} it/s eta {eta:.0f}s {loss_text}   "
         )
         stream.flush()
