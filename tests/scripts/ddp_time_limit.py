@@ -1,13 +1,14 @@
 """Run under torchrun: a time-limited fit with a clock-driven LR; each rank saves its weights.
 
-Rank 1 starts its clock 0.3 s late, so the ranks' own clocks disagree: without an agreed clock
-they would stop after different steps (one left waiting in an all-reduce) and set different
-learning rates (replicas drifting apart).
+Rank 1 starts its clock 0.3 s late and is given a budget 0.5 s longer, so the ranks' own clocks
+and budgets disagree: without agreeing on both they would stop after different steps (one left
+waiting in an all-reduce) and set different learning rates (replicas drifting apart).
 
 Usage: torchrun --standalone --nproc_per_node 2 ddp_time_limit.py OUT_PREFIX SECONDS
 """
 
 import json
+import os
 import sys
 import time
 
@@ -36,11 +37,11 @@ if __name__ == "__main__":
     y = (x[:, 0] * x[:, 1] > 0).long()
     torch.manual_seed(0)
     model = torch.nn.Sequential(torch.nn.Linear(16, 64), torch.nn.ReLU(), torch.nn.Linear(64, 2))
-    limit = TimeLimit(seconds)
+    rank = int(os.environ["RANK"])
+    limit = TimeLimit(seconds + 0.5 * rank)
     learn = Learner(model, (x, y), lr=1e-2, batch_size=32, seed=3, progress=False, callbacks=[LateStart(), limit])
     schedule = TimeCosine(1e-2, 0, 0.01, clock=lambda: limit.elapsed() / limit.seconds)
     learn.fit(1000, schedule=schedule)
-    rank = learn.dist.rank
     save_file({k: v.contiguous() for k, v in learn.model.state_dict().items()}, f"{out}.{rank}.safetensors")
     with open(f"{out}.{rank}.json", "w") as f:
         json.dump({"step": learn.step, "stopped": limit.stopped, "lr": learn.optimizer.param_groups[0]["lr"]}, f)

@@ -15,7 +15,8 @@ Time budget: with ``time_limit`` the budget covers reading, tokenizing and train
 learning-rate schedule then follows the elapsed time (warm-up by steps, cosine decay by
 ``max(step / steps, elapsed / budget)``), so the rate has decayed when the budget is spent.
 Without it the run takes ``steps`` optimizer steps, and a resumed run ends with the very weights
-an uninterrupted run would have (``--resume``).
+an uninterrupted run would have (``--resume``). Under ``torchrun`` each rank trains on its own
+share of every global batch (DDP) and rank 0 writes the run directory.
 
 Generation (:meth:`LMPredictor.generate`) reads the prompt as the start of a document (after
 a line break), runs it once and then extends a key/value cache one token at a time. Prompts
@@ -559,6 +560,7 @@ def fit_lm(data: Any, settings: LMSettings | None = None, *, out: str | os.PathL
     """
     import torch
 
+    from deepfit.engine import distributed
     from deepfit.engine.callbacks import CSVLogger, TimeLimit
     from deepfit.engine.learner import Learner
     from deepfit.engine.rng import seed_everything
@@ -569,6 +571,8 @@ def fit_lm(data: Any, settings: LMSettings | None = None, *, out: str | os.PathL
 
     t_start = time.perf_counter()
     settings = settings or LMSettings()
+    # Under torchrun every rank trains on its own windows of each global batch; rank 0 writes the run.
+    ddp = distributed.setup()
     run = RunDir(out) if out is not None else None
     stored_tok = None
     if run is not None and resume:
@@ -609,7 +613,8 @@ def fit_lm(data: Any, settings: LMSettings | None = None, *, out: str | os.PathL
         raise DataError(f"{source}: the validation part (last {settings.valid_fraction:.0%}, {len(valid_text)} "
                         "characters) is shorter than 2 tokens; give more text")
 
-    if run is not None and not resume:  # inputs are checked: only now does the run folder appear
+    distributed.barrier()  # every rank has checked `out` before rank 0 creates it
+    if run is not None and not resume and ddp.is_main:  # inputs are checked: only now does the run folder appear
         run.start({"settings": settings.to_json(), "data": source, "text_sha256": digest,
                    "tokenizer": tok.state_dict()})
     seed_everything(settings.seed)
@@ -621,7 +626,7 @@ def fit_lm(data: Any, settings: LMSettings | None = None, *, out: str | os.PathL
     steps_per_epoch = min(settings.eval_every, settings.max_steps)
     epochs = math.ceil(settings.max_steps / steps_per_epoch)
     train_loader = _window_batches(train_ids, context=T, batch_size=settings.batch_size, steps=steps_per_epoch,
-                                   seed=settings.seed)
+                                   seed=settings.seed, rank=ddp.rank, world_size=ddp.world_size)
     callbacks: list[Any] = []
     # CosineWarmup reads warmup >= 1 as a step count (0 = none).
     schedule: Any = CosineWarmup(settings.lr, warmup=float(settings.warmup), final_frac=settings.final_lr_frac)
@@ -671,7 +676,7 @@ def fit_lm(data: Any, settings: LMSettings | None = None, *, out: str | os.PathL
         "fit_seconds": round(time.perf_counter() - t_start, 2), "compiled": bool(learner._runner.compiled),
         "unigram_nats_per_char": round(unigram, 4),
     }
-    if run is not None:
+    if run is not None and ddp.is_main:
         from deepfit.engine.checkpoint import atomic_write_bytes
 
         for name, blob in predictor.files().items():

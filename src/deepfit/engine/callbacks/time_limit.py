@@ -20,11 +20,12 @@ class TimeLimit(Callback):
     A run stopped by its time budget is not bit-for-bit reproducible (where it stops depends on
     the machine's speed); everything before the stop is.
 
-    Under ``torchrun`` the ranks agree on the clock: after every step they take the largest of
-    their elapsed times (one 8-byte all-reduce), so all stop after the same step — a rank that
-    stopped alone would leave the others waiting in their next gradient all-reduce — and a
-    schedule driven by :meth:`elapsed` (``TimeCosine``) sets the same learning rate on every
-    rank, keeping the replicas identical.
+    Under ``torchrun`` the ranks agree on the budget (the smallest one given: each rank may have
+    computed its own from what was left) and on the clock: after every step they take the
+    largest of their elapsed times (one 8-byte all-reduce). So all stop after the same step (a
+    rank that stopped alone would leave the others waiting in their next gradient all-reduce),
+    and a schedule driven by :meth:`elapsed` (``TimeCosine``) sets the same learning rate on
+    every rank, keeping the replicas identical.
     """
 
     order = 40  # before EarlyStopping, so the best weights are still restored at fit end
@@ -39,8 +40,20 @@ class TimeLimit(Callback):
         self.stopped = False
 
     def on_fit_start(self, learner: Learner) -> None:
+        self._shared = None
+        if learner.dist.enabled:
+            self.seconds = self._agree(self.seconds, "MIN")
+            self._shared = self._agree(self.spent_before, "MAX")
         self._t0 = time.monotonic()
-        self._shared = self.spent_before if learner.dist.enabled else None
+
+    @staticmethod
+    def _agree(value: float, op: str) -> float:
+        import torch
+        import torch.distributed as dist
+
+        t = torch.tensor([value], dtype=torch.float64)
+        dist.all_reduce(t, op=getattr(dist.ReduceOp, op))
+        return float(t.item())
 
     def _clock(self) -> float:
         return self.spent_before + time.monotonic() - self._t0
@@ -52,12 +65,7 @@ class TimeLimit(Callback):
     def on_batch_end(self, learner: Learner) -> None:
         spent = self._clock()
         if self._shared is not None:
-            import torch
-            import torch.distributed as dist
-
-            agreed = torch.tensor([spent], dtype=torch.float64)
-            dist.all_reduce(agreed, op=dist.ReduceOp.MAX)
-            spent = self._shared = float(agreed.item())
+            spent = self._shared = self._agree(spent, "MAX")
         if spent > self.seconds:
             self.stopped = True
             raise CancelFit(f"time limit of {self.seconds:g}s reached")
