@@ -36,7 +36,8 @@ one uint8 tensor — the in-memory cache for sets that fit, optionally kept on d
 and flip in worker processes for sets that do not. Augmentation of sample ``i`` in epoch ``e``
 is a pure function of ``(seed, e, i)``, so resumed runs and any number of workers see the same
 pixels. A file that fails at epoch time is replaced by the next readable sample (the batch keeps
-its size) and recorded in ``ImageBatches.skipped``.
+its size) and recorded in ``ImageBatches.skipped``. ``ImageBatches`` workers write into a ring of
+shared-memory batch buffers that are reused once no tensor of the consumer holds them any more.
 
 Example:
     >>> import tempfile, pathlib
