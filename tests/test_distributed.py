@@ -74,3 +74,19 @@ def test_language_model_trains_under_torchrun_and_rank_0_writes_the_run(tmp_path
     assert lm.info["stopped_by_time_limit"] and lm.info["steps"] > 20
     assert lm.metrics["valid_nats_per_char"] < lm.info["unigram_nats_per_char"]  # it learned
     assert lm.generate("The ", max_tokens=5, seed=0)  # the artifact loads and continues a prompt
+
+
+def test_tasks_that_do_not_split_work_across_ranks_refuse_torchrun_clearly(tmp_path, monkeypatch):
+    import pandas as pd
+
+    from deepfit.errors import DistributedError
+    from deepfit.tasks.images import fit_images
+    from deepfit.tasks.table import TableSettings, fit_table
+
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    frame = pd.DataFrame({"x": range(40), "y": [0, 1] * 20})
+    with pytest.raises(DistributedError, match="one process only, but WORLD_SIZE=2.*without torchrun"):
+        fit_table(frame, TableSettings(target="y"), out=tmp_path / "t")
+    with pytest.raises(DistributedError, match="training an image model runs in one process only"):
+        fit_images(tmp_path, out=tmp_path / "i")
+    assert sorted(p.name for p in tmp_path.iterdir()) == []  # nothing written

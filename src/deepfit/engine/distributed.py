@@ -17,7 +17,7 @@ import torch.distributed as dist
 
 from deepfit.errors import DistributedError
 
-__all__ = ["DistInfo", "setup", "teardown", "is_main_process", "barrier"]
+__all__ = ["DistInfo", "setup", "teardown", "is_main_process", "barrier", "single_process_only"]
 
 _OWNED = False
 
@@ -84,6 +84,17 @@ def setup(device: torch.device | None = None) -> DistInfo:
         local_rank=local_rank,
         local_world_size=_env_int("LOCAL_WORLD_SIZE", world),
     )
+
+
+def single_process_only(what: str) -> None:
+    """Refuse, with a clear error, to run ``what`` under ``torchrun``: a task that does not split
+    its work across ranks would have every rank size, train and write the same run (and a rank
+    that decided differently would hang the others)."""
+    world = _env_int("WORLD_SIZE", 1)
+    if world > 1:
+        raise DistributedError(f"{what} runs in one process only, but WORLD_SIZE={world} (started by torchrun?); "
+                               "run it without torchrun, or train your model with deepfit.Learner, or the "
+                               "language model (fit_lm / --task lm), which run under torchrun")
 
 
 def barrier() -> None:

@@ -88,12 +88,14 @@ def train_bundled(settings: RunSettings, out: str | Path, *, resume: bool = Fals
     from deepfit.augment import Augmented, SignalAugment
     from deepfit.engine.callbacks import CSVLogger
     from deepfit.engine.checkpoint import atomic_write_bytes
+    from deepfit.engine.distributed import single_process_only
     from deepfit.engine.learner import Learner
     from deepfit.engine.rng import seed_everything
     from deepfit.models.conv1d import ResNet1d
     from deepfit.models.mlp import MLP
     from deepfit.report import write_report
 
+    single_process_only(f"training on the bundled dataset '{settings.data}'")
     run = RunDir(out)
     if resume:
         settings = RunSettings.from_json(run.stored())

@@ -397,6 +397,7 @@ def fit_images(
     from deepfit.data.split import split_indices
     from deepfit.data.table import coerce_column
     from deepfit.engine.callbacks import CSVLogger, TimeLimit
+    from deepfit.engine.distributed import single_process_only
     from deepfit.engine.learner import Learner
     from deepfit.engine.losses import get_loss
     from deepfit.engine.rng import seed_everything
@@ -408,6 +409,7 @@ def fit_images(
     from deepfit.rundir import RunDir
 
     settings = settings or ImageSettings()
+    single_process_only("training an image model")
     t_start = time.perf_counter()
     source = _source_name(data)
     run = RunDir(out) if out is not None else None

@@ -194,6 +194,7 @@ def fit_table(
     from deepfit.data.split import split_indices
     from deepfit.data.table import coerce_column, find_column, infer_task, infer_types
     from deepfit.engine.callbacks import CSVLogger, EarlyStopping, TimeLimit
+    from deepfit.engine.distributed import single_process_only
     from deepfit.engine.learner import Learner
     from deepfit.engine.precision import cpu_has_fast_bf16
     from deepfit.engine.rng import seed_everything
@@ -204,6 +205,7 @@ def fit_table(
     from deepfit.predict import Predictor
     from deepfit.rundir import RunDir
 
+    single_process_only("training a table model")
     t_start = time.perf_counter()
     source = _source_name(data)
     run = RunDir(out) if out is not None else None
