@@ -223,3 +223,16 @@ def test_time_cosine_follows_elapsed_time():
     assert lrs[2] == pytest.approx(1e-2 * (0.1 + 0.9 * (1 + math.cos(math.pi * 0.02)) / 2))
     assert lrs[3] == pytest.approx(1e-2 * 0.55)  # half the budget spent: half-way down the cosine
     assert lrs[4] > lrs[5] == pytest.approx(1e-3)  # budget spent: the final rate
+
+
+def test_window_batches_give_each_rank_its_own_share_of_the_global_batch():
+    from deepfit.tasks.lm import _window_batches
+
+    tokens = torch.arange(1000)
+    one = list(_window_batches(tokens, context=8, batch_size=6, steps=3, seed=1).iterate(0))
+    ranks = [list(_window_batches(tokens, context=8, batch_size=3, steps=3, seed=1, rank=r, world_size=2).iterate(0))
+             for r in (0, 1)]
+    for i, (x, y) in enumerate(one):
+        a, b = ranks[0][i], ranks[1][i]
+        assert torch.equal(torch.cat([a[0], b[0]]), x) and torch.equal(torch.cat([a[1], b[1]]), y)
+        assert not torch.equal(a[0], b[0])
