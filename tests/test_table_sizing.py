@@ -88,6 +88,8 @@ def test_budget_left_after_early_stopping_trains_more_models_averaged_as_one(tmp
     model.save(tmp_path / "m")
     again = deepfit.load(tmp_path / "m")
     assert isinstance(again.model, TabularBag)
+    # the extra models alternate the number embedding: a more diverse average
+    assert [m.ple_version for m in again.model.bags] == ["b", "a", "b"] == model.model.config()["ple_versions"]
     rows = df.drop(columns=["y"])
     assert np.array_equal(model.predict_proba(rows).to_numpy(), again.predict_proba(rows).to_numpy())
     # the bag predicts the mean over its models of their members' probabilities
@@ -113,3 +115,34 @@ def test_an_artifact_asking_for_absurd_bags_is_refused_before_building(tmp_path)
         meta_path.write_text(json.dumps(meta))
         with pytest.raises(ArtifactError, match="bags"):
             deepfit.load(tmp_path / "m")
+
+
+def test_ple_versions_in_an_artifact_are_checked_and_old_artifacts_load_as_version_a(tmp_path):
+    import json
+
+    from deepfit.artifact import ArtifactError
+    from deepfit.tasks.table import TableSettings, fit_table
+
+    df = pd.DataFrame({"a": np.arange(200.0) % 13, "y": np.arange(200.0) % 7})
+    models = {}
+    for version in ("a", "b"):
+        models[version] = fit_table(df, TableSettings(target="y", k=2, width=8, max_epochs=1, ple_version=version),
+                                    progress=False)
+        models[version].save(tmp_path / version)
+        assert deepfit.load(tmp_path / version).model.ple_version == version
+    # An artifact written before ple_version was stored: its config has no such key, and it was "a".
+    meta_path = tmp_path / "a" / "deepfit.json"
+    meta = json.loads(meta_path.read_text())
+    del meta["model"]["config"]["ple_version"]
+    meta_path.write_text(json.dumps(meta))
+    old = deepfit.load(tmp_path / "a")
+    assert old.model.ple_version == "a"
+    rows = df.drop(columns=["y"])
+    assert np.array_equal(old.predict_proba(rows).to_numpy(), models["a"].predict_proba(rows).to_numpy())
+    for bad in (["b", "a"], "b", ["c"]):
+        meta["model"]["config"]["ple_versions"] = bad
+        meta_path.write_text(json.dumps(meta))
+        with pytest.raises(ArtifactError, match="ple_version"):
+            deepfit.load(tmp_path / "a")
+    with pytest.raises(ConfigError, match="ple_version"):
+        TableSettings(target="y", ple_version="z")

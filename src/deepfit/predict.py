@@ -168,7 +168,9 @@ class Predictor:
         try:
             preprocessor = TablePreprocessor.from_state(meta["preprocessor"])
             target = target_from_state(meta["target"])
-            model = build_tabular(preprocessor.spec(), n_outputs=target.n_outputs, **meta["model"]["config"])
+            # Artifacts from before ple_version was stored used version "a".
+            config = {"ple_version": "a", **meta["model"]["config"]}
+            model = build_tabular(preprocessor.spec(), n_outputs=target.n_outputs, **config)
         except (TypeError, ValueError, KeyError, ConfigError) as e:
             raise ArtifactError(f"{directory}/deepfit.json is inconsistent: {type(e).__name__}: {e}") from e
         expected = {k: v.shape for k, v in model.state_dict().items()}

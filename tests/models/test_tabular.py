@@ -52,6 +52,32 @@ def test_ple_is_exact_on_known_edges():
     assert plain.ple_encode(x).shape == (6, 3, 1) and torch.equal(plain.ple_encode(x)[..., 0], x)
 
 
+def test_ple_version_b_starts_linear_and_adds_the_piecewise_part():
+    """Version B (the TabM default): x * w + b per column plus a zero-initialised PLE map, no ReLU."""
+    model = TabularModel(SPEC, n_outputs=2, k=2, width=8)
+    assert model.ple_version == "b"
+    x = torch.randn(5, 3)
+    b, d = 5, model.d_embed
+
+    def numbers_in(m):  # the MLP input's number part, recovered by capturing it
+        seen = {}
+        handle = m.mlp.register_forward_pre_hook(lambda mod, args: seen.setdefault("h", args[0]))
+        m.eval()
+        m(x, *inputs(b)[1:])
+        handle.remove()
+        return (seen["h"] / m.adapter)[:, 0, : 3 * d].reshape(b, 3, d)  # (B, J, d)
+
+    linear = x[:, :, None] * model.num_linear + model.num_bias  # (B, J, d)
+    assert torch.allclose(numbers_in(model), linear, atol=1e-5)  # at start: linear, negative values kept
+    assert (linear < 0).any()
+    with torch.no_grad():
+        model.num_weight.normal_()
+    ple = torch.einsum("bjt,jtd->bjd", model.ple_encode(x), model.num_weight)
+    assert torch.allclose(numbers_in(model), linear + ple, atol=1e-5)
+    with pytest.raises(ConfigError, match="ple_version"):
+        TabularModel(SPEC, n_outputs=2, ple_version="c")
+
+
 def test_shapes_config_and_parameter_count():
     model = TabularModel(SPEC, n_outputs=3, k=4, width=32, depth=2)
     out = model(*inputs())
@@ -62,7 +88,7 @@ def test_shapes_config_and_parameter_count():
     assert {k: v.shape for k, v in again.state_dict().items()} == {k: v.shape for k, v in model.state_dict().items()}
     assert not any(k.startswith("ple_") for k in model.state_dict())  # rebuilt from the spec, not saved
     d_in = 3 * 16 + 2 * 16  # the wide text part goes straight to the logits; no deep part by default
-    expected = ((3 * 4 * 16 + 3 * 16) + 7 * 16 + 1000 * 3  # PLE linears, category table, n-gram logits
+    expected = ((3 * 4 * 16 + 3 * 16) + 3 * 16 + 7 * 16 + 1000 * 3  # PLE and value linears, categories, n-grams
                 + 4 * d_in + (d_in * 32 + 32) + (32 * 32 + 32) + 4 * (32 * 3 + 3))  # adapters, MLP, heads
     assert sum(p.numel() for p in model.parameters()) == expected
     default = TabularModel({"n_num": 10, "num_bins": [[0.0, 1.0]] * 10, "cat_cardinalities": [], "n_text": 0,

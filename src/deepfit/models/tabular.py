@@ -4,9 +4,10 @@ Inputs are the arrays of :class:`~deepfit.features.preprocessor.TablePreprocesso
 in the order of ``input_names()``):
 
 * numbers → piecewise-linear encoding (PLE, Gorishniy et al. 2022) over the fitted bin edges,
-  then a per-column linear map to ``d_embed`` and ReLU; a column without bins is its own single
-  unbounded "bin", i.e. a plain per-column linear map. All columns are encoded at once: the
-  edges are padded to a (columns, bins) table and the per-column linears are one batched matmul;
+  then a per-column linear map to ``d_embed``, added to a per-column linear embedding of the
+  value itself (version "b", TabM's default; version "a": ReLU of the PLE map alone); a column
+  without bins is its own single unbounded "bin". All columns are encoded at once: the edges are
+  padded to a (columns, bins) table and the per-column linears are one batched matmul;
 * categories → one embedding table holding every column's vocabulary (offsets), row 0 of each
   column = missing/unknown;
 * text, "wide": the TF-IDF weighted n-grams (``text``, ``text_w``) through a linear map straight
@@ -98,6 +99,11 @@ class TabularModel(nn.Module):
         dropout: after each hidden activation.
         d_embed: embedding width per number and per category column.
         ple: use the piecewise-linear encoding where bins exist (False: plain linear per column).
+        ple_version: how a number becomes its ``d_embed`` vector (the two versions of
+            ``rtdl_num_embeddings.PiecewiseLinearEmbeddings``): ``"b"`` (default, as in TabM)
+            ``x * w + b`` plus a zero-initialised linear map of the PLE, no activation, so training
+            starts from a linear embedding; ``"a"`` ReLU of the linear map of the PLE (the
+            version of artifacts written before it was an option).
         text_dim, text_layers, text_heads: the transformer over each text column's BPE tokens
             (``text_layers=0``: token embeddings mean-pooled; ``text_dim=0``: no deep part).
         ngram_drop: share of a text's n-grams dropped at random in training (wide part).
@@ -107,7 +113,8 @@ class TabularModel(nn.Module):
     """
 
     def __init__(self, spec: dict, *, n_outputs: int, k: int = 16, width: int = 256, depth: int = 3,
-                 dropout: float = 0.1, d_embed: int = 16, ple: bool = True, text_dim: int = 0, text_layers: int = 1,
+                 dropout: float = 0.1, d_embed: int = 16, ple: bool = True, ple_version: str = "b", text_dim: int = 0,
+                 text_layers: int = 1,
                  text_heads: int = 4, ngram_drop: float = 0.0, seq_widths: tuple[int, ...] | list[int] = (64, 64, 128),
                  seq_strides: tuple[int, ...] | list[int] = (1, 2, 2), seq_shift: int = 5,
                  seq_scale: tuple[float, float] | list[float] = (0.8, 1.2), seq_noise: float = 0.05) -> None:
@@ -118,7 +125,10 @@ class TabularModel(nn.Module):
                               f"width={width}, depth={depth}, d_embed={d_embed}")
         if not 0 <= dropout < 1:
             raise ConfigError(f"dropout must be in [0, 1), got {dropout}")
+        if ple_version not in ("a", "b"):
+            raise ConfigError(f"ple_version must be 'a' or 'b', got {ple_version!r}")
         self.k, self.width, self.depth, self.dropout, self.d_embed, self.ple = k, width, depth, dropout, d_embed, ple
+        self.ple_version = ple_version
         self.n_num = int(spec["n_num"])
         self.n_cat = len(spec["cat_cardinalities"])
         self.n_text = int(spec["n_text"])
@@ -156,6 +166,12 @@ class TabularModel(nn.Module):
         bound = torch.tensor([1 / math.sqrt(n) for n in n_bins])[:, None, None]  # (J, 1, 1): like nn.Linear
         self.num_weight = nn.Parameter((torch.rand(self.n_num, t_max, d_embed) * 2 - 1) * bound)  # (J, T, d)
         self.num_bias = nn.Parameter((torch.rand(self.n_num, d_embed) * 2 - 1) * bound[:, :, 0])  # (J, d)
+        self.num_linear = None
+        if ple_version == "b":  # x * w + b plus a zero-initialised PLE part, no activation
+            s0 = 1 / math.sqrt(d_embed)
+            self.num_linear = nn.Parameter((torch.rand(self.n_num, d_embed) * 2 - 1) * s0)  # (J, d)
+            nn.init.uniform_(self.num_bias, -s0, s0)
+            nn.init.zeros_(self.num_weight)
 
         # Categories: one table, each column's codes shifted by an offset.
         cards = [int(c) for c in spec["cat_cardinalities"]]
@@ -224,7 +240,10 @@ class TabularModel(nn.Module):
         if self.n_num:
             enc = self.ple_encode(x_num)  # (B, J, T)
             emb = torch.einsum("bjt,jtd->bjd", enc, self.num_weight) + self.num_bias  # (B, J, d)
-            parts.append(F.relu(emb).reshape(b, -1))  # (B, J*d)
+            if self.num_linear is None:
+                parts.append(F.relu(emb).reshape(b, -1))  # (B, J*d)
+            else:
+                parts.append((emb + x_num.float().unsqueeze(-1) * self.num_linear).reshape(b, -1))  # (B, J*d)
         if self.cat_embed is not None:
             parts.append(self.cat_embed(x_cat + self.cat_offsets).reshape(b, -1))  # (B, C*d)
         if self.n_text:
@@ -274,7 +293,8 @@ class TabularModel(nn.Module):
     def config(self) -> dict:
         """Everything ``__init__`` needs besides the spec and ``n_outputs`` (plain JSON)."""
         return {"k": self.k, "width": self.width, "depth": self.depth, "dropout": self.dropout,
-                "d_embed": self.d_embed, "ple": self.ple, "text_dim": self.text_dim, "text_layers": self.text_layers,
+                "d_embed": self.d_embed, "ple": self.ple, "ple_version": self.ple_version,
+                "text_dim": self.text_dim, "text_layers": self.text_layers,
                 "text_heads": self.text_heads, "ngram_drop": self.ngram_drop, "seq_widths": self.seq_widths,
                 "seq_strides": self.seq_strides, "seq_shift": self.seq_shift, "seq_scale": list(self.seq_scale),
                 "seq_noise": self.seq_noise}
@@ -283,7 +303,8 @@ class TabularModel(nn.Module):
 class TabularBag(nn.Module):
     """Several independently trained :class:`TabularModel` of one configuration as one model:
     their member outputs side by side, ``(B, sum of k, n_outputs)``, so :func:`ensemble_predict`
-    averages over every member of every model (a deep ensemble of TabM ensembles).
+    averages over every member of every model (a deep ensemble of TabM ensembles). The models
+    may differ in ``ple_version`` (a more diverse ensemble); everything else is shared.
 
     Example:
         >>> spec = {"n_num": 1, "num_bins": [None], "cat_cardinalities": [], "n_text": 0, "text_buckets": 1}
@@ -294,27 +315,40 @@ class TabularBag(nn.Module):
 
     def __init__(self, models: list[TabularModel]) -> None:
         super().__init__()
-        if len(models) < 1 or any(m.config() != models[0].config() for m in models):
-            raise ConfigError("TabularBag needs one or more TabularModels of the same configuration")
+        if len(models) < 1 or any(_shared(m.config()) != _shared(models[0].config()) for m in models):
+            raise ConfigError("TabularBag needs one or more TabularModels of the same configuration "
+                              "(only ple_version may differ)")
         self.bags = nn.ModuleList(models)
 
     def forward(self, *inputs: Tensor) -> Tensor:
         return torch.cat([m(*inputs) for m in self.bags], dim=1)  # (B, sum k, C)
 
     def config(self) -> dict:
-        return {**self.bags[0].config(), "bags": len(self.bags)}
+        return {**self.bags[0].config(), "bags": len(self.bags),
+                "ple_versions": [m.ple_version for m in self.bags]}  # type: ignore[union-attr]
+
+
+def _shared(config: dict) -> dict:
+    return {k: v for k, v in config.items() if k != "ple_version"}
 
 
 MAX_BAGS = 64  # an artifact asking for more is refused before any model is built
 
 
-def build_tabular(spec: dict, *, n_outputs: int, bags: int = 1, **config: object) -> TabularModel | TabularBag:
-    """The model an artifact's config describes: a :class:`TabularModel`, or ``bags`` of them."""
+def build_tabular(spec: dict, *, n_outputs: int, bags: int = 1, ple_versions: list[str] | None = None,
+                  **config: object) -> TabularModel | TabularBag:
+    """The model an artifact's config describes: a :class:`TabularModel`, or ``bags`` of them
+    (``ple_versions``: one per model; default: all ``config["ple_version"]``)."""
     if not isinstance(bags, int) or isinstance(bags, bool) or not 1 <= bags <= MAX_BAGS:
         raise ConfigError(f"bags must be an integer from 1 to {MAX_BAGS}, got {bags!r}")
-    if bags == 1:
-        return TabularModel(spec, n_outputs=n_outputs, **config)  # type: ignore[arg-type]
-    return TabularBag([TabularModel(spec, n_outputs=n_outputs, **config) for _ in range(bags)])  # type: ignore[arg-type]
+    if ple_versions is None:
+        ple_versions = [config.pop("ple_version", "b")] * bags  # type: ignore[list-item]
+    else:
+        config.pop("ple_version", None)
+    if not isinstance(ple_versions, list) or len(ple_versions) != bags:
+        raise ConfigError(f"ple_versions must be a list of {bags} versions, got {ple_versions!r}")
+    models = [TabularModel(spec, n_outputs=n_outputs, ple_version=v, **config) for v in ple_versions]  # type: ignore[arg-type]
+    return models[0] if bags == 1 else TabularBag(models)
 
 
 def ensemble_loss(output: Tensor, target: Tensor, task: str, label_smoothing: float = 0.0) -> Tensor:
