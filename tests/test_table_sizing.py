@@ -146,3 +146,14 @@ def test_ple_versions_in_an_artifact_are_checked_and_old_artifacts_load_as_versi
             deepfit.load(tmp_path / "a")
     with pytest.raises(ConfigError, match="ple_version"):
         TableSettings(target="y", ple_version="z")
+
+
+def test_settings_of_a_run_from_before_the_embedding_options_resume_as_they_started():
+    from deepfit.tasks.table import TableSettings
+
+    now = TableSettings(target="y")
+    assert (now.ple_version, now.mix_bags) == ("b", True)
+    assert TableSettings.from_json(now.to_json()) == now
+    old = {k: v for k, v in now.to_json().items() if k not in ("ple_version", "mix_bags")}
+    again = TableSettings.from_json(old)
+    assert (again.ple_version, again.mix_bags) == ("a", False)
