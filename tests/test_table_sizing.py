@@ -152,8 +152,8 @@ def test_settings_of_a_run_from_before_the_embedding_options_resume_as_they_star
     from deepfit.tasks.table import TableSettings
 
     now = TableSettings(target="y")
-    assert (now.ple_version, now.mix_bags) == ("b", True)
+    assert (now.ple_version, now.mix_bags, now.monitor) == ("b", True, "auto")
     assert TableSettings.from_json(now.to_json()) == now
-    old = {k: v for k, v in now.to_json().items() if k not in ("ple_version", "mix_bags")}
+    old = {k: v for k, v in now.to_json().items() if k not in ("ple_version", "mix_bags", "monitor")}
     again = TableSettings.from_json(old)
-    assert (again.ple_version, again.mix_bags) == ("a", False)
+    assert (again.ple_version, again.mix_bags, again.monitor) == ("a", False, "metric")

@@ -5,8 +5,9 @@ column types (overridable) → drop rows without a target (said in the report) �
 test set (stratified for classification; or by time, or by group; or the ``test`` data given)
 → carve a validation set out of the training rows → fit the preprocessing on the training rows
 only → train a TabM-style ensemble (``deepfit.models.tabular``) with AdamW, label smoothing and
-early stopping on the validation loss, restoring the best weights, within an optional time
-budget → evaluate → write the artifact, ``metrics.json`` and ``report.html``.
+early stopping on the validation loss (classification) or RMSE (regression), restoring the best
+weights, within an optional time budget → evaluate → write the artifact, ``metrics.json`` and
+``report.html``.
 """
 
 from __future__ import annotations
@@ -46,7 +47,10 @@ class TableSettings:
     group: str | None = None
     max_epochs: int = 200
     patience: int = 8
-    monitor: str = "metric"  # early stopping watches the validation "loss" or "metric" (accuracy / RMSE)
+    # Early stopping watches the validation "loss" or "metric" (accuracy / RMSE); "auto": the loss
+    # when classifying (smooth, where accuracy on a few hundred rows moves in coarse steps), the
+    # ensemble's RMSE when regressing (the figure reported, and already smooth).
+    monitor: str = "auto"
     batch_size: int | None = None
     lr: float = 2e-3
     weight_decay: float = 3e-4
@@ -82,8 +86,8 @@ class TableSettings:
             raise ConfigError(f"task must be 'auto', 'classify' or 'regress', got {self.task!r}")
         if self.ple_version not in ("a", "b"):
             raise ConfigError(f"ple_version must be 'a' or 'b', got {self.ple_version!r}")
-        if self.monitor not in ("loss", "metric"):
-            raise ConfigError(f"monitor must be 'loss' or 'metric', got {self.monitor!r}")
+        if self.monitor not in ("auto", "loss", "metric"):
+            raise ConfigError(f"monitor must be 'auto', 'loss' or 'metric', got {self.monitor!r}")
         if not 0 <= self.test_size < 1:
             raise ConfigError(f"test_size must be in [0, 1), got {self.test_size}")
         if not 0 < self.valid_size < 1:
@@ -98,7 +102,7 @@ class TableSettings:
     def from_json(cls, d: dict[str, Any]) -> TableSettings:
         # A run started before these settings existed trained version-"a" embeddings, unmixed:
         # resuming it must rebuild the same models.
-        d = {"ple_version": "a", "mix_bags": False, **d}
+        d = {"ple_version": "a", "mix_bags": False, "monitor": "metric", **d}
         return cls(**{k: v for k, v in d.items() if k in cls.__dataclass_fields__})
 
 
@@ -345,7 +349,8 @@ def fit_table(
     def train(model: TabularModel, seconds: float | None, seed: int, *, first: bool) -> tuple[list[dict], Any, Any]:
         """Fit one model (early stopping with best-weights restore; a time limit, and with it the
         held-then-decayed LR). Only the first model logs history and writes checkpoints."""
-        monitor = "valid_loss" if settings.monitor == "loss" else f"valid_{metric_name}"
+        watch = settings.monitor if settings.monitor != "auto" else ("loss" if task == "classify" else "metric")
+        monitor = "valid_loss" if watch == "loss" else f"valid_{metric_name}"
         patience = max(settings.patience, 16) if budget_bound else settings.patience
         stop = EarlyStopping(monitor, patience=patience, restore_best=True)
         limit = TimeLimit(seconds) if seconds is not None else None
