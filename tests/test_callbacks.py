@@ -148,3 +148,7 @@ def test_progress_log_shows_steps_and_the_budget_when_a_time_limit_ends_the_run(
     assert len(lines) == 2
     steps = len(x) // 16 + (len(x) % 16 > 0)
     assert lines[1].startswith(f"epoch 2  step {2 * steps}  0s/60s  train_loss"), lines[1]
+    stream = io.StringIO()  # a budget left over from a whole fit is rounded, not printed as 40.7494s
+    Learner(nn.Linear(4, 2), (x, y), callbacks=[ProgressLog(stream), TimeLimit(40.7494)], batch_size=16,
+            progress=False).fit(1)
+    assert stream.getvalue().startswith(f"epoch 1  step {steps}  0s/41s  train_loss"), stream.getvalue()

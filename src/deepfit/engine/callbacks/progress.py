@@ -38,7 +38,7 @@ def where(learner: Learner, epoch: int) -> str:
     limit = next((cb for cb in learner.callbacks if isinstance(cb, TimeLimit)), None)
     if limit is None:
         return f"epoch {epoch}/{learner.epochs}"
-    return f"epoch {epoch}  step {learner.step}  {limit.elapsed():.0f}s/{limit.seconds:g}s"
+    return f"epoch {epoch}  step {learner.step}  {limit.elapsed():.0f}s/{limit.seconds:.0f}s"
 
 
 class ProgressLog(Callback):
