@@ -115,3 +115,78 @@ def test_wide_learning_rate_scale_puts_the_ngram_logits_in_their_own_group():
     assert len(scaled) == 1 and scaled[0]["params"] == [model.text_linear.weight]
     assert sum(len(g["params"]) for g in opt.param_groups) == len(list(model.parameters()))
     assert isinstance(opt, torch.optim.AdamW)
+
+
+def test_text_tables_average_models_early_stopped_on_their_own_validation_rows():
+    from deepfit.data.split import split_indices
+    from deepfit.errors import ConfigError
+    from deepfit.models.tabular import TabularBag
+    from deepfit.predict import Predictor
+    from deepfit.tasks.table import TableSettings, fit_table
+
+    df = tweets(500)
+    settings = TableSettings(target="source", seed=3, test_size=0, max_epochs=4, k=4, width=32, text_bags=2)
+    model = fit_table(df, settings, progress=False)  # no time limit: text_bags models
+    assert isinstance(model.model, TabularBag) and model.info["bags"] == 2 and len(model.info["bag_epochs"]) == 2
+    assert any("own validation rows" in n for n in model.info["notes"])
+    first, second = model.model.bags
+    # Trained on different rows: the n-gram weights differ (same rows and seeds would not change them much).
+    assert not torch_allclose(first.text_linear.weight, second.text_linear.weight)
+    # Validation figures are the first model's alone, on its own held-out rows.
+    _, valid_rows = split_indices(df, target="source", task="classify", seed=settings.seed + 1, test_size=0.2)
+    alone = Predictor(task="classify", target=model.target, preprocessor=model.preprocessor, model=first,
+                      columns=model.columns, model_name="tabular")
+    expected = alone.evaluate(df.iloc[valid_rows].reset_index(drop=True))["accuracy"]
+    assert model.metrics["valid_accuracy"] == pytest.approx(expected)
+    one = fit_table(df, TableSettings(target="source", seed=3, test_size=0, max_epochs=2, k=4, width=32, text_bags=1),
+                    progress=False)
+    assert one.info["bags"] == 1
+    for bad in (0, 17, True, 2.0):
+        with pytest.raises(ConfigError, match="text_bags"):
+            TableSettings(target="source", text_bags=bad)
+
+
+def torch_allclose(a, b) -> bool:
+    import torch
+
+    return bool(torch.allclose(a, b, atol=1e-4))
+
+
+def test_ngram_prior_is_the_naive_bayes_log_count_ratio():
+    import math
+
+    import torch
+
+    from deepfit.models.tabular import ngram_prior
+
+    # Texts: {1, 2} class 0; {1, 3} class 1; {2} class 1. Id 0 is padding.
+    ids = torch.tensor([[[1, 2, 0]], [[1, 3, 0]], [[2, 0, 0]]])
+    r = ngram_prior(ids, torch.tensor([0, 1, 1]), buckets=4, n_classes=2)
+    # Class 1 against class 0, each count + 1: p = (2, 2, 2) / 6, q = (2, 2, 1) / 5.
+    expected = [0.0, abs(math.log((2 / 6) / (2 / 5))), abs(math.log((2 / 6) / (2 / 5))), abs(math.log((2 / 6) / (1 / 5)))]
+    assert r[:, 1].tolist() == pytest.approx(expected, abs=1e-6)
+    assert r[:, 0].tolist() == pytest.approx(expected, abs=1e-6)  # two classes: the same magnitude
+
+
+def test_ngram_weights_are_penalised_like_a_logistic_regression():
+    from deepfit.errors import ConfigError
+    from deepfit.models.tabular import TabularModel
+    from deepfit.tasks.table import TableSettings, fit_table
+
+    df = tweets(400)
+
+    def wide_norm(**kw) -> float:
+        settings = TableSettings(target="source", seed=0, test_size=0, max_epochs=3, patience=10, k=2, width=16,
+                                 text_bags=1, **kw)
+        model = fit_table(df, settings, progress=False).model
+        assert isinstance(model, TabularModel) and model.ngram_prior == kw.get("ngram_nb", True)
+        return float((model.text_linear.weight * (model.text_prior if model.ngram_prior else 1)).detach().norm())
+
+    free, strong = wide_norm(ngram_c=None), wide_norm(ngram_c=0.01)
+    assert strong < 0.5 * free  # a small C holds the effective n-gram weights down
+    assert wide_norm(ngram_c=None, ngram_nb=False) > 0
+    for bad in (0, -1.0, True, "3"):
+        with pytest.raises(ConfigError, match="ngram_c"):
+            TableSettings(target="source", ngram_c=bad)
+    old = TableSettings.from_json({"target": "source"})  # a run.json written before these settings
+    assert (old.ngram_c, old.ngram_nb, old.wide_lr_scale, old.text_bags) == (None, False, 1.0, 1)

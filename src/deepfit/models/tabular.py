@@ -12,7 +12,9 @@ in the order of ``input_names()``):
   column = missing/unknown;
 * text, "wide": the TF-IDF weighted n-grams (``text``, ``text_w``) through a linear map straight
   to the output logits (one ``nn.EmbeddingBag`` of ``n_outputs`` columns, zero at start, shared
-  by the members): a bag-of-n-grams logistic regression trained jointly with the rest;
+  by the members): a bag-of-n-grams logistic regression trained jointly with the rest. With
+  ``ngram_prior`` each weight is scaled by a fixed naive-Bayes log-count ratio of its n-gram
+  (:func:`ngram_prior`, NBSVM's prior; a buffer saved with the weights);
 * text, "deep": the BPE tokens through a small pre-norm transformer
   (:class:`~deepfit.models.transformer.TextEncoder`, mean-pooled, ``text_dim`` wide) into the
   MLP; the text's style numbers arrive with the numbers;
@@ -46,7 +48,8 @@ from torch import Tensor, nn
 
 from deepfit.errors import ConfigError
 
-__all__ = ["TabularModel", "TabularBag", "FastDropout", "ensemble_loss", "ensemble_predict", "build_tabular"]
+__all__ = ["TabularModel", "TabularBag", "FastDropout", "ensemble_loss", "ensemble_predict", "build_tabular",
+           "ngram_prior"]
 
 
 def _check_spec(spec: dict) -> None:
@@ -107,6 +110,8 @@ class TabularModel(nn.Module):
         text_dim, text_layers, text_heads: the transformer over each text column's BPE tokens
             (``text_layers=0``: token embeddings mean-pooled; ``text_dim=0``: no deep part).
         ngram_drop: share of a text's n-grams dropped at random in training (wide part).
+        ngram_prior: scale the wide weights by a fixed (V, C) table, set with
+            :meth:`set_ngram_prior` from :func:`ngram_prior` (ones until then).
         seq_widths, seq_strides: stages of the 1-D ResNet over sequence columns.
         seq_shift, seq_scale, seq_noise: sequence augmentation in training (shift in positions,
             amplitude range, noise standard deviation in scaled units).
@@ -115,7 +120,8 @@ class TabularModel(nn.Module):
     def __init__(self, spec: dict, *, n_outputs: int, k: int = 16, width: int = 256, depth: int = 3,
                  dropout: float = 0.1, d_embed: int = 16, ple: bool = True, ple_version: str = "b", text_dim: int = 0,
                  text_layers: int = 1,
-                 text_heads: int = 4, ngram_drop: float = 0.0, seq_widths: tuple[int, ...] | list[int] = (64, 64, 128),
+                 text_heads: int = 4, ngram_drop: float = 0.0, ngram_prior: bool = False,
+                 seq_widths: tuple[int, ...] | list[int] = (64, 64, 128),
                  seq_strides: tuple[int, ...] | list[int] = (1, 2, 2), seq_shift: int = 5,
                  seq_scale: tuple[float, float] | list[float] = (0.8, 1.2), seq_noise: float = 0.05) -> None:
         super().__init__()
@@ -136,6 +142,7 @@ class TabularModel(nn.Module):
         self.n_outputs = n_outputs
         self.text_dim, self.text_layers, self.text_heads = text_dim, text_layers, text_heads
         self.ngram_drop = ngram_drop
+        self.ngram_prior = bool(ngram_prior) and self.n_text > 0
         self.seq_widths, self.seq_strides = [int(w) for w in seq_widths], [int(s) for s in seq_strides]
         self.seq_shift, self.seq_noise = int(seq_shift), float(seq_noise)
         self.seq_scale = (float(seq_scale[0]), float(seq_scale[1]))
@@ -186,6 +193,8 @@ class TabularModel(nn.Module):
         if self.n_text:
             self.text_linear = nn.EmbeddingBag(int(spec["text_buckets"]), n_outputs, mode="sum")
             nn.init.zeros_(self.text_linear.weight)
+            if self.ngram_prior:  # (V, C) fixed per-n-gram, per-class scale of its weight; see ngram_prior()
+                self.register_buffer("text_prior", torch.ones(int(spec["text_buckets"]), n_outputs))
             if text_dim:
                 from deepfit.models.transformer import TextEncoder
 
@@ -276,7 +285,19 @@ class TabularModel(nn.Module):
         # A flat bag with offsets: padded 2-D bags were several times slower to backpropagate on CPU.
         counts = keep.sum(1)  # (B,)
         offsets = torch.cat([counts.new_zeros(1), counts.cumsum(0)[:-1]])  # (B,)
-        return self.text_linear(ids[keep], offsets, per_sample_weights=weights[keep])  # (B, C)
+        weight = self.text_linear.weight  # (V, C)
+        if self.ngram_prior:
+            weight = weight * self.text_prior
+        return F.embedding_bag(ids[keep], weight, offsets, mode="sum", per_sample_weights=weights[keep])  # (B, C)
+
+    def set_ngram_prior(self, prior: Tensor) -> None:
+        """Install the (V, C) n-gram scale from :func:`ngram_prior` (a model built with ``ngram_prior=True``)."""
+        if not self.ngram_prior:
+            raise ConfigError("set_ngram_prior needs a model built with ngram_prior=True and a text column")
+        if prior.shape != self.text_prior.shape or not bool(torch.isfinite(prior).all()):
+            raise ConfigError(f"n-gram prior must be finite with shape {tuple(self.text_prior.shape)}, "
+                              f"got {tuple(prior.shape)}")
+        self.text_prior.copy_(prior)
 
     def _augment(self, seq: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
         """Random shift (values and mask together), amplitude scale and noise (on data positions only)."""
@@ -295,7 +316,8 @@ class TabularModel(nn.Module):
         return {"k": self.k, "width": self.width, "depth": self.depth, "dropout": self.dropout,
                 "d_embed": self.d_embed, "ple": self.ple, "ple_version": self.ple_version,
                 "text_dim": self.text_dim, "text_layers": self.text_layers,
-                "text_heads": self.text_heads, "ngram_drop": self.ngram_drop, "seq_widths": self.seq_widths,
+                "text_heads": self.text_heads, "ngram_drop": self.ngram_drop, "ngram_prior": self.ngram_prior,
+                "seq_widths": self.seq_widths,
                 "seq_strides": self.seq_strides, "seq_shift": self.seq_shift, "seq_scale": list(self.seq_scale),
                 "seq_noise": self.seq_noise}
 
@@ -349,6 +371,31 @@ def build_tabular(spec: dict, *, n_outputs: int, bags: int = 1, ple_versions: li
         raise ConfigError(f"ple_versions must be a list of {bags} versions, got {ple_versions!r}")
     models = [TabularModel(spec, n_outputs=n_outputs, ple_version=v, **config) for v in ple_versions]  # type: ignore[arg-type]
     return models[0] if bags == 1 else TabularBag(models)
+
+
+def ngram_prior(ids: Tensor, y: Tensor, *, buckets: int, n_classes: int, alpha: float = 1.0) -> Tensor:
+    """Naive-Bayes scale of each n-gram's class weights, ``|log-count ratio|`` (V, C), as in NBSVM.
+
+    For class c (one against the rest): ``r = log((p_c / |p_c|) / (q_c / |q_c|))`` where ``p_c``
+    counts the training texts of class c that hold the n-gram and ``q_c`` those of the other
+    classes, each plus ``alpha`` (Wang & Manning 2012). Padding (id 0) gets 0.
+
+    Args:
+        ids: (N, T, G) n-gram ids of the training rows (0 = padding).
+        y: (N,) class codes.
+    """
+    n = ids.shape[0]
+    flat = ids.reshape(n, -1)  # (N, T*G)
+    cls = y.long().reshape(n, 1).expand_as(flat)
+    keep = flat > 0
+    counts = torch.zeros(buckets * n_classes, dtype=torch.float64)
+    counts.index_add_(0, flat[keep] * n_classes + cls[keep], torch.ones(int(keep.sum()), dtype=torch.float64))
+    counts = counts.reshape(buckets, n_classes)  # (V, C) texts of class c holding n-gram v
+    p = counts + alpha
+    q = counts.sum(1, keepdim=True) - counts + alpha  # (V, C) the other classes
+    r = (p / p[1:].sum(0)).log() - (q / q[1:].sum(0)).log()
+    r[0] = 0.0
+    return r.abs().float()
 
 
 def ensemble_loss(output: Tensor, target: Tensor, task: str, label_smoothing: float = 0.0) -> Tensor:
