@@ -137,3 +137,20 @@ def test_rows_without_a_target_are_left_out_and_said_so():
     assert model.info["rows"] == 193
     assert any("7 rows without a 'y' value" in n for n in model.info["notes"])
     assert set(model.classes) == {"neg", "pos"}
+
+
+def test_report_notes_escape_names_from_the_data(tmp_path):
+    import numpy as np
+    import pandas as pd
+
+    from deepfit.tasks.table import TableSettings, fit_table
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=80)
+    y = np.where(x > 0, "a", "b").astype(object)
+    y[5] = None  # a row without a target: its note names the target column
+    df = pd.DataFrame({"x": x, "<b>y</b>": y})
+    fit_table(df, TableSettings(target="<b>y</b>", max_epochs=2, k=2, width=8), out=tmp_path / "run", progress=False)
+    report = (tmp_path / "run" / "report.html").read_text()
+    assert "without a '&lt;b&gt;y&lt;/b&gt;' value" in report or "without a &#x27;&lt;b&gt;y&lt;/b&gt;&#x27; value" in report
+    assert "<b>y</b>" not in report

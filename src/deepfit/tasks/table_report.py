@@ -4,6 +4,7 @@ with the text columns first, and sequence values shortened to their first number
 
 from __future__ import annotations
 
+import html
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +36,7 @@ def table_report(path: Path, *, predictor: Any, infos: dict[str, Any], history: 
     ]
     sections = [("Columns", table_html(columns))]
     if info["notes"]:
-        sections.append(("Notes", "<ul>" + "".join(f"<li>{n}</li>" for n in info["notes"]) + "</ul>"))
+        sections.append(("Notes", "<ul>" + "".join(f"<li>{html.escape(n)}</li>" for n in info["notes"]) + "</ul>"))
     which = "test" if info["test_rows"] else "validation"
     y_true = eval_frame[target]
     x = eval_frame.drop(columns=[target])
