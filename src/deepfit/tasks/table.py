@@ -326,7 +326,6 @@ def fit_table(
     def loss(output: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         return ensemble_loss(output, y, task, smoothing)
 
-    import os
     # Classifying with text: the n-gram weights are regularised like a logistic regression's (see
     # TableSettings.ngram_c / ngram_nb), each model's prior from the rows it is fitted on.
     text_lr = task == "classify" and bool(pre.spec()["n_text"])
