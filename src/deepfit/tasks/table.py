@@ -331,6 +331,8 @@ def fit_table(
     text_lr = task == "classify" and bool(pre.spec()["n_text"])
     use_prior = text_lr and settings.ngram_nb
 
+    first_prior: list[torch.Tensor] = []  # the first carve-out's, computed once: sizing builds several models
+
     def make_model(k: int, ple_version: str = settings.ple_version,
                    fit: tuple[torch.Tensor, ...] | None = None) -> TabularModel:
         m = TabularModel(pre.spec(), n_outputs=target_enc.n_outputs, k=k, width=settings.width,
@@ -338,8 +340,13 @@ def fit_table(
                          text_dim=settings.text_dim, text_layers=settings.text_layers, ngram_prior=use_prior)
         rows = fit if fit is not None else train_t
         if use_prior:
-            m.set_ngram_prior(ngram_prior(rows[2], rows[-1], buckets=int(pre.spec()["text_buckets"]),
-                                          n_classes=target_enc.n_outputs))
+            prior = first_prior[0] if fit is None and first_prior else None
+            if prior is None:
+                prior = ngram_prior(rows[2], rows[-1], buckets=int(pre.spec()["text_buckets"]),
+                                    n_classes=target_enc.n_outputs)
+                if fit is None:
+                    first_prior.append(prior)
+            m.set_ngram_prior(prior)
         if text_lr and settings.ngram_c is not None and m.text_linear is not None:
             # Coupled L2, (1 / (C x rows)) x w added to the gradient: unlike AdamW's decoupled decay
             # its fixed point under Adam is the penalised optimum, as in LogisticRegression(C=...).
@@ -441,14 +448,17 @@ def fit_table(
         return (not time_limit.stopped and len(models) < settings.max_bags
                 and (seconds_left() or 0.0) > 0.8 * first_s)
 
+    all_t: tuple[torch.Tensor, ...] | None = None  # every training row, encoded once for the other carve-outs
     while more():
         seed = settings.seed + 1000 * len(models)
         data = None
         if cross_fit:
+            if all_t is None:
+                all_t = tensors(x_frame, y_train)
             f_rows, v_rows = split_indices(train_df, target=target, task=task, seed=seed + 1,
                                            test_size=settings.valid_size, by=settings.split_by, group=settings.group)
-            data = (tensors(x_frame.iloc[f_rows].reset_index(drop=True), y_train.iloc[f_rows].reset_index(drop=True)),
-                    tensors(x_frame.iloc[v_rows].reset_index(drop=True), y_train.iloc[v_rows].reset_index(drop=True)))
+            f_idx, v_idx = torch.from_numpy(f_rows), torch.from_numpy(v_rows)
+            data = (tuple(t[f_idx] for t in all_t), tuple(t[v_idx] for t in all_t))
         seed_everything(seed)
         other = "a" if settings.ple_version == "b" else "b"
         extra = make_model(k, other if settings.mix_bags and len(models) % 2 else settings.ple_version,
