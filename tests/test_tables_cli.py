@@ -46,7 +46,7 @@ def test_train_writes_artifact_metrics_and_report(trained):
     metrics = json.loads((trained / "metrics.json").read_text())
     assert metrics["test_accuracy"] > 0.72  # majority class is ~0.72; the model must beat it
     meta = json.loads((trained / "deepfit.json").read_text())
-    assert meta["task"] == "classify" and meta["format_version"] == 1
+    assert meta["task"] == "classify" and meta["format_version"] == 2
     assert {c["name"]: c["kind"] for c in meta["columns"]}["Home"] == "category"
 
 

@@ -23,10 +23,10 @@ from deepfit._version import __version__
 from deepfit.errors import DeepfitError
 
 __all__ = ["ArtifactError", "FORMAT", "FORMAT_VERSION", "KINDS", "TASKS", "artifact_files", "write_artifact",
-           "read_meta", "require_fields", "read_weights", "MAX_JSON_BYTES"]
+           "read_meta", "require_fields", "read_weights", "MAX_JSON_BYTES", "MIGRATIONS"]
 
 FORMAT = "deepfit-artifact"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 MAX_JSON_BYTES = 64 * 1024 * 1024
 
 # Fields every artifact has; each kind's loader checks its own with :func:`require_fields`.
@@ -38,9 +38,25 @@ _REQUIRED: dict[str, type | tuple[type, ...]] = {
     "model": dict,
     "metrics": dict,
 }
-# What the artifact holds (decides its loader; absent = "table", the first kind) and what it predicts.
-KINDS = ("table", "image", "lm")
+# What the artifact holds (decides its loader: deepfit.tasks.TASK_MODULES) and what it predicts.
+KINDS = ("table", "image", "lm", "arrays")
 TASKS = ("classify", "regress", "multilabel", "lm")
+
+
+def _v1_to_v2(meta: dict[str, Any]) -> dict[str, Any]:
+    """Format 2 (the one-shape refactor, 2026-12): ``kind`` is always written, and a table
+    model's config always names its number embedding. Format-1 files without ``kind`` are
+    tables (the first kind); table configs without ``ple_version`` used version "a" (the only
+    one before it was an option)."""
+    meta.setdefault("kind", "table")
+    model = meta.get("model")
+    if meta["kind"] == "table" and isinstance(model, dict) and isinstance(model.get("config"), dict):
+        model["config"] = {"ple_version": "a", **model["config"]}
+    return meta
+
+
+# format_version -> the function that turns such a deepfit.json into the next version.
+MIGRATIONS = {1: _v1_to_v2}
 
 
 class ArtifactError(DeepfitError):
@@ -109,7 +125,10 @@ def read_meta(directory: str | os.PathLike) -> dict[str, Any]:
     for key, kind in _REQUIRED.items():
         if not isinstance(meta.get(key), kind):
             raise ArtifactError(f"{path}: field {key!r} is missing or not a {getattr(kind, '__name__', kind)}")
-    meta.setdefault("kind", "table")
+    while version < FORMAT_VERSION:
+        meta = MIGRATIONS[version](meta)
+        version += 1
+    meta["format_version"] = version
     if meta["kind"] not in KINDS:
         raise ArtifactError(f"{path}: unknown kind {meta['kind']!r} (this deepfit reads {', '.join(KINDS)}); "
                             "upgrade deepfit to load it")

@@ -17,7 +17,7 @@ Example:
 
 from __future__ import annotations
 
-
+import numpy as np
 import torch
 import torch.distributed as dist
 
@@ -35,6 +35,8 @@ __all__ = [
     "R2",
     "get_metric",
     "METRICS",
+    "classification_metrics",
+    "regression_metrics",
 ]
 
 
@@ -283,3 +285,28 @@ def get_metric(metric: str | Metric) -> Metric:
     if key not in METRICS:
         raise unknown_choice("metric", metric, METRICS)
     return METRICS[key]()
+
+
+# ----------------------------------------------------------------------------- summaries of whole predictions
+
+
+def classification_metrics(probs: torch.Tensor, codes: torch.Tensor) -> dict[str, float]:
+    """accuracy, log_loss, f1 (binary: positive = second class; else macro) and auroc from probabilities."""
+    log_probs = probs.clamp(min=1e-15).log()  # argmax and softmax of log p are those of p
+    result = {}
+    for metric in (Accuracy(), F1Score(), AUROC()):
+        metric.update(log_probs, codes)
+        result[metric.name] = metric.compute()
+    result["log_loss"] = float(-log_probs.gather(1, codes.long().view(-1, 1)).mean())
+    return result
+
+
+def regression_metrics(pred: np.ndarray, truth: np.ndarray) -> dict[str, float]:
+    """rmse, mae, r2 in the target's units."""
+    err = pred.reshape(-1) - truth.reshape(-1)
+    ss_tot = float(((truth - truth.mean()) ** 2).sum())
+    return {
+        "rmse": float(np.sqrt(np.mean(err**2))),
+        "mae": float(np.mean(np.abs(err))),
+        "r2": float(1 - (err**2).sum() / ss_tot) if ss_tot > 0 else float("nan"),
+    }

@@ -21,6 +21,7 @@ import torch
 
 from deepfit.artifact import ArtifactError, artifact_files, read_meta, read_weights, require_fields, write_artifact
 from deepfit.errors import ConfigError, DataError
+from deepfit.metrics import classification_metrics, regression_metrics
 
 __all__ = ["Predictor", "load", "classification_metrics", "regression_metrics"]
 
@@ -206,27 +207,3 @@ def load(directory: str | os.PathLike) -> Any:
 
 def _finite(metrics: dict[str, float]) -> dict[str, float | None]:
     return {k: (float(v) if isinstance(v, (int, float)) and math.isfinite(v) else None) for k, v in metrics.items()}
-
-
-def classification_metrics(probs: torch.Tensor, codes: torch.Tensor) -> dict[str, float]:
-    """accuracy, log_loss, f1 (binary: positive = second class; else macro) and auroc from probabilities."""
-    from deepfit.metrics import AUROC, Accuracy, F1Score
-
-    log_probs = probs.clamp(min=1e-15).log()  # argmax and softmax of log p are those of p
-    result = {}
-    for metric in (Accuracy(), F1Score(), AUROC()):
-        metric.update(log_probs, codes)
-        result[metric.name] = metric.compute()
-    result["log_loss"] = float(-log_probs.gather(1, codes.long().view(-1, 1)).mean())
-    return result
-
-
-def regression_metrics(pred: np.ndarray, truth: np.ndarray) -> dict[str, float]:
-    """rmse, mae, r2 in the target's units."""
-    err = pred.reshape(-1) - truth.reshape(-1)
-    ss_tot = float(((truth - truth.mean()) ** 2).sum())
-    return {
-        "rmse": float(np.sqrt(np.mean(err**2))),
-        "mae": float(np.mean(np.abs(err))),
-        "r2": float(1 - (err**2).sum() / ss_tot) if ss_tot > 0 else float("nan"),
-    }
