@@ -73,7 +73,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
-from deepfit.data.loader import _IndexBatches, epoch_order
+from deepfit.data.loader import IndexBatches, epoch_order
 from deepfit.errors import ConfigError, DataError
 
 if TYPE_CHECKING:
@@ -1177,7 +1177,7 @@ class _BatchesDataset(Dataset):
         return request.slot, n, (out[1].numpy() if len(out) > 1 else None), skipped
 
 
-class ImageBatches(_IndexBatches):
+class ImageBatches(IndexBatches):
     """A resumable loader that decodes, crops and flips images in worker processes.
 
     Pass it as ``Learner(model, train=ImageBatches(...))``: it is a
