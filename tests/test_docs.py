@@ -19,6 +19,7 @@ MODULES = [
     "deepfit.data.split",
     "deepfit.augment.image",
     "deepfit.data.images",
+    "deepfit.data.images.readers",
     "deepfit.features.image",
     "deepfit.models.resnet",
     "deepfit.models.multimodal",

@@ -49,12 +49,12 @@ def tree(root, spec):
 @pytest.fixture(params=["simplejpeg", "pillow"])
 def backend(request, monkeypatch):
     """Run a test with each JPEG decoder (simplejpeg when installed; Pillow always)."""
-    import deepfit.data.images as images
+    import deepfit.data.images.decode as decode
 
-    if request.param == "simplejpeg" and images._simplejpeg is None:
+    if request.param == "simplejpeg" and decode._simplejpeg is None:
         pytest.skip("simplejpeg is not installed")
     if request.param == "pillow":
-        monkeypatch.setattr(images, "_simplejpeg", None)
+        monkeypatch.setattr(decode, "_simplejpeg", None)
     return request.param
 
 
@@ -187,7 +187,7 @@ def test_unreadable_folder_via_scandir_error(tmp_path, monkeypatch):
             raise PermissionError(13, "Permission denied", os.fspath(path))
         return real(path)
 
-    monkeypatch.setattr("deepfit.data.images.os.scandir", scandir)
+    monkeypatch.setattr("deepfit.data.images.readers.os.scandir", scandir)
     df, skipped = read_image_folder(tmp_path)
     assert set(df["label"]) == {"a", "b"}
     assert skipped == [Skipped(str(tmp_path / "locked"), "unreadable: PermissionError: Permission denied")]
@@ -297,16 +297,16 @@ def test_every_exif_orientation_matches_pillow(tmp_path, backend, orientation):
 
 
 def test_simplejpeg_and_pillow_give_the_same_pixels(tmp_path, monkeypatch):
-    import deepfit.data.images as images
+    import deepfit.data.images.decode as decode
 
-    if images._simplejpeg is None:
+    if decode._simplejpeg is None:
         pytest.skip("simplejpeg is not installed")
     rng = np.random.default_rng(0)
     a = np.clip(rng.normal(128, 40, (90, 120, 3)), 0, 255).astype(np.uint8)
     path = tmp_path / "x.jpg"
     Image.fromarray(a).save(path, quality=90)
     fast = decode_image(path, 64)
-    monkeypatch.setattr(images, "_simplejpeg", None)
+    monkeypatch.setattr(decode, "_simplejpeg", None)
     assert np.abs(fast.astype(int) - decode_image(path, 64).astype(int)).max() <= 1
 
 
@@ -508,7 +508,7 @@ def test_learner_trains_on_streamed_images(tmp_path):
 
 
 def test_decode_images_disk_cache(tmp_path, monkeypatch):
-    import deepfit.data.images as images_module
+    import deepfit.data.images.cache as cache_module
 
     paths = [solid(tmp_path / "img" / f"{i}.png", (i * 20, 0, 0)) for i in range(5)]
     (tmp_path / "img" / "bad.jpg").write_text("no")
@@ -519,7 +519,7 @@ def test_decode_images_disk_cache(tmp_path, monkeypatch):
     def fail(*args, **kwargs):
         raise AssertionError("decoded although cached")
 
-    monkeypatch.setattr(images_module, "_decode_tensor", fail)
+    monkeypatch.setattr(cache_module, "decode_tensor", fail)
     again = decode_images(paths, 8, workers=0, cache_dir=tmp_path / "cache")
     assert torch.equal(first[0], again[0]) and first[1] == again[1] and np.array_equal(first[2], again[2])
     os.utime(paths[0], ns=(1, 1))  # a changed file invalidates the cache
@@ -651,7 +651,8 @@ def test_channels_last_resize_gives_the_old_pixels(tmp_path):
     """The resize writes channels-last (skipping torch's repacking): same pixels as planes out."""
     import torch.nn.functional as F
 
-    import deepfit.data.images as images_module
+    import deepfit.data.images.decode as decode
+    import deepfit.data.images.stream as stream
 
     rng = np.random.default_rng(0)
     a = rng.integers(0, 256, (90, 120, 3)).astype(np.uint8)
@@ -669,14 +670,14 @@ def test_channels_last_resize_gives_the_old_pixels(tmp_path):
         want = old((15, 0, 105, 90), size)
         assert torch.equal(torch.from_numpy(decode_image(path, size)).permute(2, 0, 1), want)
         dest = torch.zeros(3, size, size, dtype=torch.uint8)
-        got = images_module._decode_tensor(path, size, lambda w, h: (3, 7, 50, 61), flip=True, dest=dest)
+        got = decode.decode_tensor(path, size, lambda w, h: (3, 7, 50, 61), flip=True, dest=dest)
         assert got is dest and torch.equal(dest, old((3, 7, 50, 61), size, flip=True))
     ds = ImageDataset([path] * 3, [0, 1, 2], size=32, seed=4)
     ds.set_epoch(2)
     x, _ = ds[1]
     assert x.is_contiguous()
-    r = images_module._sample_rng(4, 2, 1, 0)
+    r = stream._sample_rng(4, 2, 1, 0)
     flip = r.random() < 0.5
-    assert torch.equal(x, old(images_module._rrc_box(r, ds.scale, ds.ratio)(120, 90), 32, flip))
+    assert torch.equal(x, old(decode._rrc_box(r, ds.scale, ds.ratio)(120, 90), 32, flip))
     batch, _ = ds.get_batch([1, 0])
     assert torch.equal(batch[0][0], x) and batch[0].is_contiguous()

@@ -10,6 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from deepfit.data.table import (
+    IMAGE_EXTENSIONS,
     KINDS,
     MISSING_TOKENS,
     ColumnInfo,
@@ -131,6 +132,14 @@ def test_text_and_image_thresholds():
     assert kind_of(s(["short words here", "two words", "x y z"])) == "category"
     assert kind_of(s(["a long sentence of more than twenty chars", "another one with a few words", "z"])) == "text"
     assert kind_of(s(["a/b.png", "c.JPEG", "d.tiff", "e.gif"])) == "image"
+
+
+def test_image_column_suffixes_are_the_folder_readers_suffixes():
+    """One suffix list: a column of paths is an image column for every suffix a folder of images lists."""
+    from deepfit.data.images.readers import IMAGE_SUFFIXES
+
+    assert IMAGE_EXTENSIONS == IMAGE_SUFFIXES
+    assert kind_of(s(["a/b.ppm", "c.PGM", "d.pbm", "e.jfif"])) == "image"
 
 
 # ----------------------------------------------------------------------------- target

@@ -28,7 +28,15 @@ from torch.utils.data import DataLoader, Dataset
 
 from deepfit.errors import ConfigError, DataError
 
-__all__ = ["BatchLoader", "TensorBatches", "DatasetBatches", "UserLoaderBatches", "make_loader", "epoch_order"]
+__all__ = [
+    "BatchLoader",
+    "IndexBatches",
+    "TensorBatches",
+    "DatasetBatches",
+    "UserLoaderBatches",
+    "make_loader",
+    "epoch_order",
+]
 
 Batch = tuple[torch.Tensor, ...]
 
@@ -58,8 +66,22 @@ class BatchLoader:
         raise NotImplementedError
 
 
-class _IndexBatches(BatchLoader):
-    """Common part of the in-memory and Dataset loaders: this rank's index ranges of each batch."""
+class IndexBatches(BatchLoader):
+    """Common part of the index-based loaders: this rank's index ranges of each batch.
+
+    A subclass holds ``n`` samples and implements :meth:`iterate`, taking the positions
+    :meth:`ranges` gives in the epoch's order (:func:`epoch_order` when ``shuffle``).
+    :class:`TensorBatches`, :class:`DatasetBatches` and
+    :class:`deepfit.data.images.ImageBatches` are built on it.
+
+    Args:
+        n: samples per epoch (all ranks together).
+        batch_size: samples per batch on this rank.
+        shuffle: a new order each epoch (from ``seed`` and the epoch number).
+        drop_last: drop a final partial global batch.
+        seed: seed of the sample order.
+        rank, world_size: this process's share under torch.distributed.
+    """
 
     def __init__(
         self,
@@ -99,7 +121,7 @@ class _IndexBatches(BatchLoader):
             yield _shard_bounds(lo, min(lo + g, self.n), self.rank, self.world_size, self.batch_size)
 
 
-class TensorBatches(_IndexBatches):
+class TensorBatches(IndexBatches):
     """In-memory tensors, batched by index slicing on the device.
 
     Args:
@@ -158,7 +180,7 @@ class _BatchSampler(torch.utils.data.Sampler):
             yield order[lo:hi].tolist()
 
 
-class DatasetBatches(_IndexBatches):
+class DatasetBatches(IndexBatches):
     """A map-style ``Dataset`` behind a ``DataLoader`` that uses our resumable batch sampler."""
 
     def __init__(

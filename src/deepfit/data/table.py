@@ -72,7 +72,11 @@ __all__ = [
 KINDS = ("number", "category", "binary", "date", "text", "image", "sequence", "id", "constant", "empty")
 EXCLUDED_KINDS = ("id", "constant", "empty")
 MISSING_TOKENS = frozenset({"", "na", "n/a", "nan", "null", "none", "?", "-", "--", "missing"})
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
+# The same suffixes as deepfit.data.images.readers.IMAGE_SUFFIXES, which lists folder images
+# (tests/data/test_table.py checks they agree). Not imported from there: that package imports
+# torch, and reading a table does not need it.
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm", ".pbm",
+                    ".jfif")
 _SHARE = 0.95  # share of values that must parse for number / date / image
 _ID_MIN_ROWS = 50
 _TARGET_KINDS = ("number", "category", "binary")
