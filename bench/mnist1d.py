@@ -6,7 +6,7 @@ Data: ``deepfit.datasets.load("mnist1d")`` = ``mnist1d.data.make_dataset(get_dat
 * ``ref``: the reference CNN of Greydanus' mnist1d repo — 3 Conv1d of 25 channels (kernels
   5/3/3, stride 2, padding 1, ReLU), Linear 125→10; Adam lr 1e-2, batch 100, 6000 steps over
   consecutive slices of the training set (as the repo's ``train_model`` does), all 4000 rows.
-* ``deepfit``: ``deepfit.tasks.bundled.train_bundled(RunSettings(data="mnist1d", seed=s))`` —
+* ``deepfit``: ``deepfit.tasks.runner.fit("arrays", "mnist1d", ArraysSettings(data="mnist1d", seed=s))`` —
   exactly ``deepfit train mnist1d --seed s`` (1-D ResNet with augmentation, trained on 3600 rows
   with a 400-row validation carve-out; run directory in a temporary folder).
 
@@ -82,15 +82,16 @@ def child(case: str, seed: int, mode: str) -> dict:
         import csv
 
         import deepfit
-        from deepfit.tasks.bundled import RunSettings, train_bundled
+        from deepfit.tasks.arrays import ArraysSettings
+        from deepfit.tasks.runner import fit
 
         given = {"epochs": DEEPFIT_EPOCHS[mode]} if DEEPFIT_EPOCHS[mode] else {}
-        settings = RunSettings(data="mnist1d", seed=seed, **given)
+        settings = ArraysSettings(data="mnist1d", seed=seed, **given)
         out["deepfit"] = deepfit.__version__
         out["settings"] = settings.to_json()
         with tempfile.TemporaryDirectory() as tmp:
             t0 = now()
-            metrics = train_bundled(settings, os.path.join(tmp, "run"), progress=False)
+            metrics = fit("arrays", "mnist1d", settings, out=os.path.join(tmp, "run"), progress=False).metrics
             out["call_s"] = now() - t0  # data generation + training + test + writing the run
             with open(os.path.join(tmp, "run", "history.csv"), newline="") as f:
                 history = list(csv.DictReader(f))
@@ -98,7 +99,7 @@ def child(case: str, seed: int, mode: str) -> dict:
         out["epoch_s"] = [round(float(r["time"]), 3) for r in history]
         out["valid_accuracy"] = [round(float(r["valid_accuracy"]), 4) for r in history if r.get("valid_accuracy")]
         out["test_accuracy"] = metrics["test_accuracy"]
-        n_train = 4000 - round(settings.valid_fraction * 4000)
+        n_train = 4000 - round(settings.valid_size * 4000)
         out["steps"] = len(history) * -(-n_train // settings.batch_size)
     else:
         raise SystemExit(f"unknown case {case}")

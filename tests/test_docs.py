@@ -30,7 +30,9 @@ MODULES = [
     "deepfit.features.preprocessor",
     "deepfit.models.transformer",
     "deepfit.models.tabular",
-    "deepfit.tasks.lm",
+    "deepfit.tasks.lm.task",
+    "deepfit.tasks.settings",
+    "deepfit.data.corpus",
 ]
 
 

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from deepfit.cli import main
 from deepfit.errors import ConfigError, DataError
 from deepfit.predict import load
-from deepfit.tasks.lm import LMPredictor, LMSettings, _unigram_entropy, encode_text, fit_lm, read_corpus
+from deepfit.tasks.lm import LMPredictor, LMSettings, encode_text, fit_lm, read_corpus, unigram_entropy
 
 # A tiny model: trains in a few seconds at one thread.
 TINY = dict(dim=64, layers=1, heads=2, context=32, batch_size=16, eval_every=60, valid_windows=32)
@@ -88,9 +88,9 @@ def test_bad_corpora_raise_clear_errors(tmp_path):
 # ----------------------------------------------------------------------------- training and the artifact
 
 
-def test_fit_learns_far_below_the_unigram_entropy(trained, corpus):
+def test_fit_learns_far_below_theunigram_entropy(trained, corpus):
     lm, out = trained
-    unigram = _unigram_entropy(corpus[: int(0.9 * len(corpus))])
+    unigram = unigram_entropy(corpus[: int(0.9 * len(corpus))])
     assert 3.2 < unigram < 3.6
     assert lm.metrics["valid_nats_per_char"] < unigram - 0.8, lm.metrics  # measured: 2.33 vs 3.40
     assert math.isclose(lm.metrics["valid_bits_per_char"], lm.metrics["valid_nats_per_char"] / math.log(2))
@@ -177,13 +177,13 @@ def test_cli_train_then_generate(tmp_path, corpus, capsys):
 
 def test_exact_resume_gives_the_same_weights(tmp_path, corpus, monkeypatch):
     """A run killed mid-way and resumed ends with the weights of an uninterrupted run."""
-    import deepfit.tasks.lm as lm_module
+    import deepfit.tasks.lm.task as lm_module
 
     s = LMSettings(tokenizer="char", steps=40, **{**TINY, "eval_every": 20})
     text = [corpus[:20_000]]
     full = fit_lm(text, s, out=tmp_path / "full", progress=False)
     calls = {"n": 0}
-    real_loss = lm_module._lm_loss
+    real_loss = lm_module.lm_loss
 
     def dying_loss(output, target):  # a kill during the second epoch (after epoch 1's checkpoint)
         calls["n"] += 1
@@ -191,10 +191,10 @@ def test_exact_resume_gives_the_same_weights(tmp_path, corpus, monkeypatch):
             raise KeyboardInterrupt
         return real_loss(output, target)
 
-    monkeypatch.setattr(lm_module, "_lm_loss", dying_loss)
+    monkeypatch.setattr(lm_module, "lm_loss", dying_loss)
     with pytest.raises(KeyboardInterrupt):
         fit_lm(text, s, out=tmp_path / "part", progress=False)
-    monkeypatch.setattr(lm_module, "_lm_loss", real_loss)
+    monkeypatch.setattr(lm_module, "lm_loss", real_loss)
     assert (tmp_path / "part.incomplete" / "last.ckpt").exists() and not (tmp_path / "part").exists()
     again = fit_lm(text, out=tmp_path / "part", resume=True, progress=False)  # settings come from run.json
     assert again.info["steps"] == 40
@@ -226,11 +226,11 @@ def test_time_cosine_follows_elapsed_time():
 
 
 def test_window_batches_give_each_rank_its_own_share_of_the_global_batch():
-    from deepfit.tasks.lm import _window_batches
+    from deepfit.data.corpus import WindowBatches
 
     tokens = torch.arange(1000)
-    one = list(_window_batches(tokens, context=8, batch_size=6, steps=3, seed=1).iterate(0))
-    ranks = [list(_window_batches(tokens, context=8, batch_size=3, steps=3, seed=1, rank=r, world_size=2).iterate(0))
+    one = list(WindowBatches(tokens, context=8, batch_size=6, steps=3, seed=1).iterate(0))
+    ranks = [list(WindowBatches(tokens, context=8, batch_size=3, steps=3, seed=1, rank=r, world_size=2).iterate(0))
              for r in (0, 1)]
     for i, (x, y) in enumerate(one):
         a, b = ranks[0][i], ranks[1][i]

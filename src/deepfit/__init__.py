@@ -20,7 +20,6 @@ from deepfit.errors import DeepfitError
 if TYPE_CHECKING:  # pragma: no cover - for type checkers only
     from deepfit import datasets as datasets
     from deepfit.predict import Predictor as Predictor
-    from deepfit.predict import load as load
     from deepfit.engine.callbacks import Callback as Callback
     from deepfit.engine.learner import Learner as Learner
 
@@ -28,7 +27,6 @@ __all__ = ["__version__", "DeepfitError", "Learner", "Callback", "Predictor", "d
 
 _LAZY = {
     "Predictor": ("deepfit.predict", "Predictor"),
-    "load": ("deepfit.predict", "load"),
     "Learner": ("deepfit.engine.learner", "Learner"),
     "Callback": ("deepfit.engine.callbacks", "Callback"),
     "datasets": ("deepfit.datasets", None),
@@ -37,57 +35,71 @@ _LAZY = {
 
 def fit(
     data: Any,
-    target: str,
+    target: str | None = None,
     *,
     task: str = "auto",
     types: dict[str, str] | None = None,
-    time_limit: float | None = None,
-    seed: int = 0,
     test: Any = None,
-    test_size: float = 0.2,
-    split_by: str | None = None,
-    group: str | None = None,
     out: str | None = None,
     resume: bool = False,
     progress: bool = True,
-) -> Predictor:
-    """Train a model on a table (or on images) and return a :class:`~deepfit.predict.Predictor`.
+    **settings: Any,
+) -> Any:
+    """Train a model on any data deepfit takes and return its predictor.
 
-    Images: ``data`` a folder with one sub-folder per class, or a table with an image-path
-    column (its other columns join the model) trains an image classifier and returns a
-    :class:`~deepfit.tasks.images.ImagePredictor` (see docs/images.md; for a folder, ``target``
-    names the label, e.g. ``"label"``).
+    The data decides the task (``deepfit.tasks.route``, the same rule as ``deepfit train``):
+    a table (CSV/TSV/Parquet path, pandas DataFrame, 2-D NumPy array) trains a table model and
+    returns a :class:`~deepfit.tasks.table.TablePredictor`; a folder of class folders, or a
+    table with an image-path column, an image classifier (docs/images.md); ``task="lm"`` a
+    language model on a text corpus (docs/lm.md); the name of a bundled dataset (``"digits"``,
+    ``"mnist1d"``) that dataset's model.
 
     Args:
-        data: a CSV/TSV/Parquet path, a pandas DataFrame, a 2-D NumPy array, or a folder of images.
-        target: the column to predict (close names are suggested when it is not found).
-        task: ``"auto"``, ``"classify"`` or ``"regress"``.
+        data: what to train on (see above).
+        target: the column to predict (tables, images; for ``task="lm"`` a table's text column).
+        task: ``"auto"``, ``"classify"``, ``"regress"`` or ``"lm"``.
         types: column type overrides, e.g. ``{"zip": "category"}``.
-        time_limit: training budget in seconds (early stopping usually ends sooner).
-        seed: fixes the splits, the initialisation and the sample order.
-        test: labelled test data; otherwise ``test_size`` of the rows are held out
-            (stratified for classification; by ``split_by`` time order or by ``group``).
-        out: write the artifact, ``metrics.json`` and ``report.html`` to this new directory.
-        resume: continue the interrupted run in ``out``.
+        test: labelled test data; otherwise tables hold out ``test_size`` of the rows.
+        out: write the run directory (artifact, ``metrics.json``, ``report.html``) here.
+        resume: continue the interrupted run in ``out`` with its stored settings.
+        progress: print progress.
+        **settings: any setting of the task (``time_limit``, ``seed``, ``epochs``, ``batch_size``,
+            ``lr``, ``split_by``, ``group``, and the task's own: see ``TableSettings``,
+            ``ImageSettings``, ``LMSettings``, ``ArraysSettings``); an unknown name is an error.
 
     Example:
         >>> import deepfit  # doctest: +SKIP
         >>> model = deepfit.fit("houses.csv", target="price", time_limit=60)  # doctest: +SKIP
         >>> model.metrics["test_rmse"], model.predict(new_rows)  # doctest: +SKIP
     """
-    from deepfit.tasks.images import is_image_data
-    from deepfit.tasks.table import TableSettings, fit_table
+    import argparse
 
-    if is_image_data(data, target=target, types=types):  # a folder of images, or a table with an image-path column
-        from deepfit.tasks.images import ImageSettings, fit_images
+    from deepfit.tasks import route
+    from deepfit.tasks.runner import fit as run_fit
+    from deepfit.tasks.runner import get_task, settings_with
 
-        image_settings = ImageSettings(target=target, task="auto" if task in ("auto", "classify") else task,
-                                       types=dict(types or {}), time_limit=time_limit, seed=seed, test_size=test_size,
-                                       split_by=split_by, group=group)
-        return fit_images(data, image_settings, test=test, out=out, resume=resume, progress=progress)
-    settings = TableSettings(target=target, task=task, types=dict(types or {}), time_limit=time_limit, seed=seed,
-                             test_size=test_size, split_by=split_by, group=group)
-    return fit_table(data, settings, test=test, out=out, resume=resume, progress=progress)
+    common = ("time_limit", "seed", "epochs", "batch_size", "lr", "checkpoint_every", "split_by", "group")
+    kind = route(data, task=task, target=target, types=types)
+    task_cls = get_task(kind)
+    given: dict[str, Any] = {"task": None if task == "auto" else task, "target": target, "types": types or None,
+                             **{k: settings.pop(k) for k in common if k in settings}}
+    chosen = task_cls.settings_from_cli(argparse.Namespace(data=data), {k: v for k, v in given.items() if v is not None})
+    chosen.update(settings)  # the task's own settings, by their field names
+    if resume:
+        return run_fit(kind, data, None, test=test, out=out, resume=True, progress=progress, given=chosen)
+    return run_fit(kind, data, settings_with(task_cls.Settings, chosen), test=test, out=out, progress=progress)
+
+
+def load(directory: Any) -> Any:
+    """Load any saved model directory (``deepfit.tasks.load``): the predictor follows its kind.
+
+    Example:
+        >>> model = deepfit.load("runs/credit")          # doctest: +SKIP
+        >>> model.predict_frame("new_loans.csv")          # doctest: +SKIP
+    """
+    from deepfit.tasks import load as load_any
+
+    return load_any(directory)
 
 
 def __getattr__(name: str) -> Any:

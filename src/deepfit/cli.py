@@ -14,7 +14,7 @@ from deepfit.errors import DeepfitError
 
 __all__ = ["main", "build_parser"]
 
-BUNDLED = ("digits", "mnist1d")
+BUNDLED = ("digits", "mnist1d")  # shown in --help; deepfit.datasets.names() is the list (a test keeps them equal)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -83,81 +83,58 @@ def _parse_types(pairs: list[str]) -> dict[str, str]:
     return types
 
 
-def _cmd_train(args: argparse.Namespace) -> int:
-    from pathlib import Path
+# `deepfit train` flags that choose settings (flag dest -> the common setting name each task maps).
+SETTING_FLAGS = ("task", "target", "time_limit", "seed", "epochs", "batch_size", "lr", "checkpoint_every",
+                 "split_by", "group")
 
-    if args.task == "lm":
-        from deepfit.tasks.lm import train_cli
 
-        return train_cli(args)
-    if args.data in BUNDLED and not Path(args.data).exists():
-        return _train_bundled(args)
-    if Path(args.data).is_dir():
-        from deepfit.tasks.images import train_cli
-
-        return train_cli(args)
-    if not Path(args.data).exists():
-        import difflib
-
-        close = difflib.get_close_matches(args.data, BUNDLED, n=1)
-        hint = f"; did you mean {close[0]!r}?" if close else ""
-        print(f"deepfit train: unknown data {args.data!r}: no such file, and not a bundled dataset "
-              f"({', '.join(BUNDLED)}){hint}", file=sys.stderr)
-        return 2
-    try:
-        types = _parse_types(args.type)
-    except ValueError as e:
-        print(f"deepfit train: {e}", file=sys.stderr)
-        return 2
-    from deepfit.tasks.images import is_image_data, train_cli
-
-    if is_image_data(args.data, target=args.target, types=types):
-        return train_cli(args)
-    from deepfit.tasks.table import TableSettings, fit_table
-
-    out = args.out or f"runs/{Path(args.data).stem}"
-    if args.target is None and not args.resume:
-        print("deepfit train: --target COL is required for a table (the column to predict)", file=sys.stderr)
-        return 2
-    given = {"task": args.task, "time_limit": args.time_limit, "seed": args.seed, "split_by": args.split_by,
-             "group": args.group, "batch_size": args.batch_size, "lr": args.lr,
-             "checkpoint_every": args.checkpoint_every, "max_epochs": args.epochs}
-    given = {k: v for k, v in given.items() if v is not None}
+def _given(args: argparse.Namespace, types: dict[str, str]) -> dict[str, object]:
+    """The settings the user chose on the command line (flags left out are not in it)."""
+    given = {name: getattr(args, name) for name in SETTING_FLAGS if getattr(args, name, None) is not None}
     if types:
         given["types"] = types
-    settings = TableSettings(target=args.target or "", **given)
-    predictor = fit_table(args.data, settings, test=args.test, out=out, resume=args.resume, progress=not args.quiet)
-    print(" ".join(f"{k}={v:.4f}" for k, v in predictor.metrics.items() if k.startswith("test_"))
-          or " ".join(f"{k}={v:.4f}" for k, v in predictor.metrics.items()))
+    return given
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    """Route the data to its task, build its settings from the flags, and run it.
+
+    One rule for ``--resume`` in every task: the run continues with its stored settings, so a
+    flag that chooses a setting is refused (exit 2, naming it); ``--target`` and ``--task``,
+    which say what the data is, must match the stored run.
+    """
+    from pathlib import Path
+
+    from deepfit.errors import ConfigError
+    from deepfit.tasks import UnknownData, route
+    from deepfit.tasks.runner import fit, get_task, settings_with
+
+    try:
+        types = _parse_types(args.type)
+        given = _given(args, types)
+        kind = route(args.data, task=args.task, target=args.target, types=types)
+        task_cls = get_task(kind)
+        chosen = task_cls.settings_from_cli(args, given)
+    except (ValueError, UnknownData, ConfigError) as e:
+        print(f"deepfit train: {e}", file=sys.stderr)
+        return 2
+    if args.resume:
+        flags = [k for k in given if k not in ("task", "target")]
+        if flags:
+            print("deepfit train: --resume continues with the run's stored settings; drop "
+                  + ", ".join("--" + k.replace("_", "-") for k in flags), file=sys.stderr)
+            return 2
+    out = args.out or task_cls.default_out(args.data)
+    settings = None if args.resume else settings_with(task_cls.Settings, chosen)
+    predictor = fit(kind, args.data, settings, test=args.test, out=out, resume=args.resume, progress=not args.quiet,
+                    given=chosen if args.resume else None)
+    print(task_cls.summary_line(predictor))
     print(f"run directory: {out}  (report: {Path(out) / 'report.html'})")
     return 0
 
 
-def _train_bundled(args: argparse.Namespace) -> int:
-    from deepfit.tasks.bundled import RunSettings, train_bundled
-
-    given = {
-        "epochs": args.epochs,
-        "batch_size": args.batch_size,
-        "lr": args.lr,
-        "seed": args.seed,
-        "checkpoint_every": args.checkpoint_every,
-    }
-    given = {k: v for k, v in given.items() if v is not None}
-    settings = RunSettings(data=args.data, **given)
-    out = args.out or f"runs/{args.data}"
-    if args.resume and given:
-        print(f"deepfit train: --resume continues with the run's stored settings; drop {', '.join('--' + k.replace('_', '-') for k in given)}",
-              file=sys.stderr)
-        return 2
-    metrics = train_bundled(settings, out, resume=args.resume, progress=not args.quiet)
-    print(" ".join(f"{k}={v:.4f}" for k, v in metrics.items()))
-    print(f"run directory: {out}")
-    return 0
-
-
 def _cmd_predict(args: argparse.Namespace) -> int:
-    from deepfit.predict import load
+    from deepfit.tasks import load
 
     frame = load(args.model).predict_frame(args.data, source=args.data)
     text = frame.to_csv(index=False)
@@ -180,7 +157,7 @@ def _cmd_generate(args: argparse.Namespace) -> int:
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     import json
 
-    from deepfit.predict import load
+    from deepfit.tasks import load
 
     metrics = load(args.model).evaluate(args.data, source=args.data)
     if args.json:
@@ -197,9 +174,10 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from deepfit import datasets
-    from deepfit.tasks.bundled import RunSettings, train_bundled
+    from deepfit.tasks.arrays import ArraysSettings
     from deepfit.tasks.images import demo as image_demo
     from deepfit.tasks.lm import demo as lm_demo
+    from deepfit.tasks.runner import fit
     from deepfit.tasks.table import TableSettings, fit_table
 
     root = Path(args.out)
@@ -228,7 +206,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     print(f"  test accuracy {m['test_accuracy']:.4f}  (majority class 0.54)  ->  {root / 'tweets' / 'report.html'}")
 
     print("deepfit demo 4/5: signals — MNIST-1D (4,000 real-derived 1-D signals, 10 classes), a 1-D ResNet")
-    m = train_bundled(RunSettings(data="mnist1d"), root / "mnist1d")
+    m = fit("arrays", "mnist1d", ArraysSettings(data="mnist1d"), out=root / "mnist1d").metrics
     print(f"  test accuracy {m['test_accuracy']:.4f}  (the paper's CNN: 0.94)  ->  {root / 'mnist1d' / 'report.html'}")
 
     print("deepfit demo 5/5: a language model — a small GPT on 2.2 M characters of tweets, 60 s")

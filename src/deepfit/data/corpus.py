@@ -11,6 +11,7 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from deepfit.data.loader import BatchLoader
 from deepfit.errors import DataError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -18,7 +19,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
     from deepfit.features.tokenizer import Tokenizer
 
-__all__ = ["read_corpus", "encode_text", "corpus_lines", "TABLE_SUFFIXES"]
+__all__ = ["read_corpus", "encode_text", "corpus_lines", "TABLE_SUFFIXES", "WindowBatches", "valid_windows", "window_seed"]
 
 TABLE_SUFFIXES = (".csv", ".tsv", ".parquet", ".pq", ".csv.gz", ".tsv.gz")
 
@@ -122,3 +123,60 @@ def encode_text(tok: Tokenizer, text: str) -> torch.Tensor:
     pieces = corpus_lines(text)
     ids = [i for enc in tok.encode_batch(pieces) for i in enc] if pieces else []
     return torch.tensor(ids, dtype=torch.long)
+
+
+# ----------------------------------------------------------------------------- windows of a token stream
+
+
+def window_seed(seed: int, epoch: int) -> int:
+    """The generator seed of an "epoch" of random windows (fixed: runs and resumes depend on it)."""
+    return (int(seed) * 1_000_003 + int(epoch) * 7_919 + 4_242) % (2**63 - 1)
+
+
+class WindowBatches(BatchLoader):
+    """A loader of random windows of a token stream: batch ``i`` of "epoch" ``e`` depends only on
+    ``(seed, e, i)``, so a resumed run draws the same windows. Under torch.distributed each rank
+    takes its own ``batch_size`` rows of every global batch of ``world_size x batch_size``.
+
+    Example:
+        >>> import torch
+        >>> x, y = next(iter(WindowBatches(torch.arange(100), context=8, batch_size=4, steps=2, seed=0).iterate(0)))
+        >>> x.shape, bool((y[:, :-1] == x[:, 1:]).all())
+        (torch.Size([4, 8]), True)
+    """
+
+    def __init__(self, tokens: torch.Tensor, *, context: int, batch_size: int, steps: int, seed: int,
+                 rank: int = 0, world_size: int = 1) -> None:
+        import torch
+
+        self.tokens, self.context, self.batch_size, self.steps = tokens, context, batch_size, steps
+        self.seed, self.rank, self.world_size = seed, rank, world_size
+        self.offsets = torch.arange(context + 1)
+
+    def num_batches(self) -> int:
+        return self.steps
+
+    def num_samples(self) -> int:
+        return self.steps * self.batch_size
+
+    def iterate(self, epoch: int, start: int = 0):  # noqa: ANN201 - a generator of (inputs, targets)
+        import torch
+
+        b, T = self.batch_size, self.context
+        g = torch.Generator().manual_seed(window_seed(self.seed, epoch))
+        starts = torch.randint(0, len(self.tokens) - T, (self.steps, self.world_size * b), generator=g)
+        for i in range(start, self.steps):
+            s = starts[i, self.rank * b : (self.rank + 1) * b]
+            w = self.tokens[s[:, None] + self.offsets]  # (B, T+1)
+            yield w[:, :-1], w[:, 1:]  # inputs (B, T), next tokens (B, T)
+
+
+def valid_windows(tokens: torch.Tensor, context: int, limit: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Up to ``limit`` evenly spaced, non-overlapping windows of ``tokens``: (inputs, next tokens)."""
+    import torch
+
+    T = min(context, len(tokens) - 1)
+    count = (len(tokens) - 1) // T
+    starts = torch.linspace(0, count - 1, min(limit, count)).round().long().unique() * T
+    w = tokens[starts[:, None] + torch.arange(T + 1)]  # (N, T+1)
+    return w[:, :-1].contiguous(), w[:, 1:].contiguous()

@@ -25,7 +25,7 @@ from deepfit.errors import DataError
 if TYPE_CHECKING:  # pragma: no cover
     from deepfit.tasks.base import BasePredictor, Task
 
-__all__ = ["TASK_MODULES", "task_classes", "route", "predictor_class", "UnknownData"]
+__all__ = ["TASK_MODULES", "task_classes", "route", "predictor_class", "load", "UnknownData"]
 
 # Asked in this order; the first task that accepts the data trains on it. The table task
 # takes any table, so it comes last.
@@ -79,3 +79,22 @@ def predictor_class(kind: str) -> type[BasePredictor]:
     from deepfit.tasks.runner import get_task
 
     return get_task(kind).Predictor
+
+
+def load(directory: str | os.PathLike) -> BasePredictor:
+    """Load any saved model directory: the predictor class follows the artifact's ``kind``.
+
+    Every predictor has ``task``, ``metrics``, ``predict_frame(data, source=)`` (what
+    ``deepfit predict`` writes) and ``evaluate(data, source=)``. A run directory of a bundled
+    dataset written before artifacts existed there (no ``deepfit.json``) loads through
+    :func:`deepfit.tasks.arrays.predictor.load_legacy_run`.
+    """
+    from deepfit.artifact import read_meta
+
+    path = Path(directory)
+    if path.is_dir() and not (path / "deepfit.json").exists() and (path / "run.json").exists():
+        from deepfit.tasks.arrays.predictor import is_legacy_run, load_legacy_run
+
+        if is_legacy_run(path):
+            return load_legacy_run(path)
+    return predictor_class(read_meta(directory)["kind"]).load(directory)

@@ -228,7 +228,8 @@ def fit(kind: str, data: Any, settings: TaskSettings | None = None, *, test: Any
     t_start = time.perf_counter()
     if not task_cls.distributed:
         distributed.single_process_only(f"training a {kind} model")
-    settings = settings if settings is not None else task_cls.Settings()  # type: ignore[call-arg]
+    if settings is None and not resume:
+        settings = task_cls.Settings()  # type: ignore[call-arg]
     ddp = distributed.setup() if task_cls.distributed else None
     rundir = RunDir(out) if out is not None else None
     stored = None
@@ -238,7 +239,8 @@ def fit(kind: str, data: Any, settings: TaskSettings | None = None, *, test: Any
         if rundir.complete:
             return task_cls.Predictor.load(rundir.final)
         stored_settings = task_cls.Settings.from_json(stored["settings"])
-        _refuse_conflicts(given if given is not None else explicit_fields(settings), stored_settings, rundir.work)
+        chosen = given if given is not None else (explicit_fields(settings) if settings is not None else {})
+        _refuse_conflicts(chosen, stored_settings, rundir.work)
         settings = stored_settings
     elif rundir is not None:
         rundir.check_new()

@@ -24,7 +24,7 @@ import torch
 from deepfit.errors import DataError
 from deepfit.tasks.base import BasePredictor
 
-__all__ = ["ArraysPredictor", "build_model"]
+__all__ = ["ArraysPredictor", "build_model", "is_legacy_run", "load_legacy_run"]
 
 BATCH = 1024
 LABEL_COLUMNS = ("label", "y", "target")
@@ -175,3 +175,54 @@ class ArraysPredictor(BasePredictor):
     def __repr__(self) -> str:
         return (f"ArraysPredictor(model={self.model_name!r}, input_shape={tuple(self.input_shape)}, "
                 f"classes={len(self.classes)}, metrics={self.metrics})")
+
+
+# --------------------------------------------------------------------------- run directories from before artifacts
+
+
+def is_legacy_run(directory: str | os.PathLike) -> bool:
+    """A bundled-dataset run directory written before it held a ``deepfit.json`` (deepfit <= cd228c3):
+    ``run.json`` with the settings at its top level, and ``model.safetensors``."""
+    import json
+
+    path = Path(directory)
+    try:
+        stored = json.loads((path / "run.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return (isinstance(stored, dict) and "settings" not in stored and "version" not in stored
+            and isinstance(stored.get("data"), str) and (path / "model.safetensors").exists())
+
+
+def load_legacy_run(directory: str | os.PathLike) -> ArraysPredictor:
+    """Load such a run (migration ``arrays_run_without_artifact``): the model's config comes from
+    the stored settings, the classes and input shape from the bundled dataset it names."""
+    import json
+
+    from deepfit import datasets
+    from deepfit.artifact import ArtifactError, read_weights
+    from deepfit.errors import ConfigError
+    from deepfit.tasks.arrays.settings import ArraysSettings
+
+    path = Path(directory)
+    try:
+        settings = ArraysSettings.from_json(json.loads((path / "run.json").read_text(encoding="utf-8")))
+        bundle = datasets.load(settings.data)
+    except (ConfigError, TypeError, ValueError) as e:
+        raise ArtifactError(f"{path}/run.json does not describe a bundled-dataset run: {e}") from e
+    shape = list(bundle.x_train.shape[1:])
+    classes = [str(c) for c in bundle.classes]
+    if settings.model == "resnet1d":
+        config: dict[str, Any] = {"in_channels": 1 if len(shape) == 1 else shape[0], "out_features": len(classes),
+                                  "widths": [64, 64, 128], "strides": [1, 2, 2], "stem_kernel": 5}
+    else:
+        config = {"in_features": int(np.prod(shape)), "out_features": len(classes), "hidden": list(settings.hidden),
+                  "dropout": settings.dropout}
+    metrics_path = path / "metrics.json"
+    metrics = json.loads(metrics_path.read_text(encoding="utf-8")) if metrics_path.exists() else {}
+    model = build_model(settings.model, config)
+    model.load_state_dict(read_weights(path, {k: v.shape for k, v in model.state_dict().items()}))
+    return ArraysPredictor(model=model, name=settings.model, config=config, classes=classes, input_shape=shape,
+                           data=settings.data, metrics={k: float(v) for k, v in metrics.items()
+                                                        if isinstance(v, (int, float))},
+                           info={"migrated_from": "a bundled-dataset run directory without deepfit.json"})

@@ -1,19 +1,17 @@
-"""A trained language model with its tokenizer (:class:`LMPredictor`), and token sampling.
-
-:func:`sample_tokens` extends a token list with temperature / top-k / top-p sampling through a
-key/value cache (or, for reference, full recomputation); :class:`LMPredictor` wraps a GPT and
-its tokenizer with ``generate``, ``evaluate``, ``save`` and ``load`` (safetensors + JSON).
-"""
+"""A trained language model with its tokenizer: :class:`LMPredictor` (``generate``, ``evaluate``,
+``score_tokens``; saved as safetensors + JSON through :class:`~deepfit.tasks.base.BasePredictor`)."""
 
 from __future__ import annotations
 
 import math
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Self
 
 from deepfit.data.corpus import encode_text, read_corpus
 from deepfit.errors import ConfigError, DataError
+from deepfit.tasks.base import BasePredictor
+from deepfit.tasks.lm.sampling import sample_tokens
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -21,77 +19,16 @@ if TYPE_CHECKING:  # pragma: no cover
     from deepfit.features.tokenizer import Tokenizer
     from deepfit.models.gpt import GPT
 
-__all__ = ["LMPredictor", "sample_tokens"]
+__all__ = ["LMPredictor"]
 
 
-def sample_tokens(model: GPT, ids: list[int], *, max_tokens: int, temperature: float = 0.8,
-                  top_k: int | None = None, top_p: float | None = None, generator: torch.Generator | None = None,
-                  use_cache: bool = True, banned: tuple[int, ...] = (0, 1),
-                  logits_out: list[torch.Tensor] | None = None) -> list[int]:
-    """Extend ``ids`` by ``max_tokens`` sampled tokens; returns the new ids.
-
-    With ``use_cache`` (the default) each new token costs one position through the model
-    (:class:`~deepfit.models.gpt.KVCache`); without it the whole window is recomputed every step
-    (the reference the cache is tested against). When ``ids`` plus the new tokens overflow the
-    context window, the last half window is kept and recomputed. ``banned`` ids (padding and
-    unknown) are never sampled; ``logits_out`` collects each step's logits.
-    """
-    import torch
-
-    from deepfit.models.gpt import KVCache
-
-    if not ids:
-        raise DataError("generation needs at least one token of context")
-    window = model.context
-    seq = list(ids[-window:])
-    new: list[int] = []
-    cache = KVCache.empty(model) if use_cache else None
-    with torch.inference_mode():
-        logits = model(torch.tensor([seq]), cache)[0, -1]  # (V,)
-        for _ in range(max_tokens):
-            logits = logits.float().clone()
-            if banned:
-                logits[list(banned)] = -math.inf
-            if logits_out is not None:
-                logits_out.append(logits.clone())
-            token = _pick(logits, temperature, top_k, top_p, generator)
-            new.append(token)
-            seq.append(token)
-            if len(new) == max_tokens:
-                break
-            if not use_cache:
-                logits = model(torch.tensor([seq[-window:]]))[0, -1]
-            elif cache.length < window:
-                logits = model(torch.tensor([[token]]), cache)[0, -1]
-            else:  # the window is full: keep its last half and rebuild the cache from it
-                seq = seq[-(window // 2):]
-                cache = KVCache.empty(model)
-                logits = model(torch.tensor([seq]), cache)[0, -1]
-    return new
-
-
-def _pick(logits: torch.Tensor, temperature: float, top_k: int | None, top_p: float | None,
-          generator: torch.Generator | None) -> int:
-    import torch
-
-    if temperature == 0:
-        return int(logits.argmax())
-    logits = logits / temperature
-    if top_k is not None and top_k < logits.numel():
-        kth = torch.topk(logits, top_k).values[-1]
-        logits = logits.masked_fill(logits < kth, -math.inf)
-    probs = torch.softmax(logits, dim=-1)
-    if top_p is not None and top_p < 1:
-        sorted_p, order = probs.sort(descending=True)
-        drop = sorted_p.cumsum(0) - sorted_p >= top_p  # keep the smallest set reaching top_p (never empty)
-        probs = probs.scatter(0, order[drop], 0.0)
-        probs = probs / probs.sum()
-    return int(torch.multinomial(probs, 1, generator=generator))
-
-
-class LMPredictor:
+class LMPredictor(BasePredictor):
     """A trained language model with its tokenizer: ``generate``, ``evaluate``, ``save``/``load``."""
 
+    kind = "lm"
+    tasks = ("lm",)
+    model_names = ("gpt",)
+    required = {"tokenizer": dict}
     task = "lm"
 
     def __init__(self, model: GPT, tokenizer: Tokenizer, *, metrics: dict[str, float] | None = None,
@@ -200,45 +137,25 @@ class LMPredictor:
 
     # ------------------------------------------------------------------ persistence
 
-    def files(self) -> dict[str, bytes]:
-        """The artifact's files as bytes (``deepfit.json``, ``model.safetensors``)."""
-        from deepfit.artifact import artifact_files
+    @property
+    def model_name(self) -> str:
+        return "gpt"
 
-        meta = {"kind": "lm", "task": "lm", "model": {"name": "gpt", "config": self.model.config()},
-                "tokenizer": self.tokenizer.state_dict(),
-                "metrics": {k: float(v) for k, v in self.metrics.items() if math.isfinite(v)}, "info": self.info}
-        return artifact_files(meta, self.model.state_dict())
-
-    def save(self, directory: str | os.PathLike) -> Path:
-        """Write the artifact to a new directory (it appears complete or not at all)."""
-        from deepfit.artifact import write_artifact
-
-        return write_artifact(directory, self.files())
+    def _meta(self) -> dict[str, Any]:
+        return {"tokenizer": self.tokenizer.state_dict()}
 
     @classmethod
-    def load(cls, directory: str | os.PathLike) -> LMPredictor:
-        """Load an artifact written by :meth:`save`; validates the JSON before reading any weights."""
-        from deepfit.artifact import ArtifactError, read_meta, read_weights, require_fields
+    def _from_meta(cls, meta: dict[str, Any], directory: Path) -> Self:
+        from deepfit.artifact import ArtifactError
         from deepfit.features.tokenizer import Tokenizer
         from deepfit.models.gpt import GPT
 
-        meta = read_meta(directory)
-        require_fields(meta, {"tokenizer": dict}, directory)
-        if meta.get("kind") != "lm" or meta["task"] != "lm":
-            raise ArtifactError(f"{directory} holds a {meta.get('kind')} model, not a language model")
-        if meta["model"]["name"] != "gpt":
-            raise ArtifactError(f"{directory}: unknown language model {meta['model']['name']!r} (this deepfit knows 'gpt')")
         tokenizer = Tokenizer.from_state(meta["tokenizer"])
-        try:
-            model = GPT(**meta["model"]["config"])
-        except (TypeError, ConfigError) as e:
-            raise ArtifactError(f"{directory}/deepfit.json has a bad model config: {e}") from e
+        model = GPT(**meta["model"]["config"])
         if model.vocab_size != tokenizer.vocab_size:
             raise ArtifactError(f"{directory}/deepfit.json: the model has {model.vocab_size} token ids but the "
                                 f"tokenizer {tokenizer.vocab_size}; the artifact is inconsistent")
-        model.load_state_dict(read_weights(directory, {k: v.shape for k, v in model.state_dict().items()}))
-        metrics = {k: v for k, v in meta["metrics"].items() if isinstance(v, (int, float))}
-        return cls(model, tokenizer, metrics=metrics, info=meta.get("info", {}))
+        return cls(model, tokenizer, metrics=cls._stored_metrics(meta), info=meta.get("info", {}))
 
     def __repr__(self) -> str:
         return (f"LMPredictor(tokenizer={self.tokenizer.kind!r}, vocab={self.tokenizer.vocab_size}, "
