@@ -76,6 +76,58 @@ def test_language_model_trains_under_torchrun_and_rank_0_writes_the_run(tmp_path
     assert lm.generate("The ", max_tokens=5, seed=0)  # the artifact loads and continues a prompt
 
 
+def test_bundled_dataset_trains_under_torchrun_and_rank_0_writes_a_loadable_run(tmp_path):
+    from deepfit.tasks import load
+
+    out, prefix = tmp_path / "digits", tmp_path / "weights"
+    run_script("ddp_arrays.py", out, prefix, ranks=2, timeout=240)
+    a, b = (load_file(f"{prefix}.{r}.safetensors") for r in (0, 1))
+    for k in a:
+        assert torch.equal(a[k], b[k]), k  # one model: the replicas never drifted
+    assert not (tmp_path / "digits.incomplete").exists() and (out / "deepfit.json").exists()
+    model = load(out)
+    assert model.metrics["test_accuracy"] > 0.9  # reduced over both ranks' shares of the test split
+    assert model.evaluate("digits")["accuracy"] == pytest.approx(model.metrics["test_accuracy"])
+
+
+def _torchrun_cli(*args: object) -> subprocess.Popen:
+    launch = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "deepfit"]
+    return subprocess.Popen([*launch, *map(str, args)], env={**os.environ, "OMP_NUM_THREADS": "1"},
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True)
+
+
+def _finish(proc: subprocess.Popen, timeout: float = 240) -> None:
+    try:
+        _, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        raise
+    assert proc.returncode == 0, err[-3000:]
+
+
+def test_two_process_run_killed_mid_way_resumes_to_the_uninterrupted_weights(tmp_path):
+    import time
+
+    args = ["--epochs", "6", "--checkpoint-every", "5", "--seed", "1", "--batch-size", "32", "--quiet"]
+    _finish(_torchrun_cli("train", "digits", "--out", tmp_path / "full", *args))
+    run, work = tmp_path / "killed", tmp_path / "killed.incomplete"
+    proc = _torchrun_cli("train", "digits", "--out", run, *args)
+    deadline = time.monotonic() + 240
+    while not (work / "last.ckpt").exists():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            os.killpg(proc.pid, signal.SIGKILL)
+            pytest.fail(f"the run ended or stalled before its first checkpoint: {proc.communicate()[1][-2000:]}")
+        time.sleep(0.005)
+    time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGKILL)  # every rank and the launcher, mid-training
+    proc.communicate()
+    assert not run.exists(), "the run finished before the kill: the test proved nothing"
+    _finish(_torchrun_cli("train", "digits", "--out", run, "--resume", "--quiet"))
+    a, b = load_file(tmp_path / "full" / "model.safetensors"), load_file(run / "model.safetensors")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
 def test_tasks_that_do_not_split_work_across_ranks_refuse_torchrun_clearly(tmp_path, monkeypatch):
     import pandas as pd
 
