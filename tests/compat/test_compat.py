@@ -99,17 +99,21 @@ def test_lm_artifact_scores_and_generates_exactly_as_before():
     assert make.lm_expected(deepfit.load(folder / "run"), folder / "corpus.txt") == expected
 
 
-def test_bundled_run_weights_give_the_recorded_logits_and_accuracy():
+def test_bundled_run_without_deepfit_json_loads_through_its_migration_and_predicts_as_before():
     run = FIXTURES / "bundled" / "digits"
-    # Today a bundled run has no deepfit.json: the refactor adds a migration that makes it loadable
-    # (then this line changes, and deepfit.load(run) must give the logits below).
     with pytest.raises(ArtifactError, match="has no deepfit.json"):
-        read_meta(run)
+        read_meta(run)  # written before bundled runs were artifacts ...
+    model = deepfit.load(run)  # ... it loads through deepfit.tasks.arrays.predictor.load_legacy_run
+    assert model.kind == "arrays" and model.classes == [str(i) for i in range(10)]
     logits, _ = make.bundled_logits(run)
     expected = pd.read_csv(FIXTURES / "bundled" / "expected.csv").to_numpy(np.float64)
     assert np.array_equal(logits.double().numpy(), expected)
-    everything, y = make.bundled_logits(run, n=360)  # the whole test split of digits
-    accuracy = float((everything.argmax(1) == y).double().mean())
+    from deepfit import datasets
+
+    x = datasets.load("digits").x_test
+    probs = model.predict_proba(x[:50])
+    assert np.array_equal(probs, torch.softmax(torch.from_numpy(expected).float(), dim=1).numpy())
+    accuracy = model.evaluate("digits")["accuracy"]  # the whole test split
     assert accuracy == pytest.approx(json.loads((run / "metrics.json").read_text())["test_accuracy"], abs=1e-12)
 
 
