@@ -227,7 +227,7 @@ def fit(kind: str, data: Any, settings: TaskSettings | None = None, *, test: Any
     task_cls = get_task(kind)
     t_start = time.perf_counter()
     if not task_cls.distributed:
-        distributed.single_process_only(f"training a {kind} model")
+        distributed.single_process_only(f"training {'an' if kind[0] in 'aeiou' else 'a'} {kind} model")
     if settings is None and not resume:
         settings = task_cls.Settings()  # type: ignore[call-arg]
     ddp = distributed.setup() if task_cls.distributed else None
