@@ -182,7 +182,7 @@ def test_resnet_recipe_and_fine_tuning_from_local_safetensors(tmp_path):
 def test_sets_larger_than_the_memory_budget_stream_from_files(tmp_path):
     data = tmp_path / "data"
     _write_digits(data, classes=(0, 1), per_class=30, scale=4)
-    predictor = fit_images(data, ImageSettings(epochs=4, batch_size=16, workers=0, max_memory_gb=1e-6),
+    predictor = fit_images(data, ImageSettings(epochs=4, batch_size=16, num_workers=0, max_memory_gb=1e-6),
                            out=tmp_path / "run", progress=False)
     assert predictor.info["streamed"] and predictor.metrics["test_accuracy"] >= 0.8  # 0 vs 1, 12 test images
     page = (tmp_path / "run" / "report.html").read_text()
@@ -255,3 +255,29 @@ def test_mixup_and_cutmix_train_end_to_end(tmp_path, mix):
     _write_digits(data, classes=(0, 1), per_class=30, scale=2)
     predictor = fit_images(data, ImageSettings(epochs=6, batch_size=16, **mix), progress=False)
     assert predictor.metrics["test_accuracy"] >= 0.8  # 0 against 1, 12 test images
+
+
+def test_an_image_run_json_from_before_versions_migrates_and_resumes_with_its_settings(tmp_path):
+    # The interrupted run in tests/compat was written by cd228c3: run.json without a version,
+    # settings with `workers` (now `num_workers`). tests/compat resumes it to the recorded weights.
+    import shutil
+    from pathlib import Path
+
+    from deepfit.errors import ConfigError
+    from deepfit.tasks.runner import read_run_json
+
+    fixture = Path(__file__).parent / "compat" / "fixtures" / "image"
+    stored = json.loads((fixture / "interrupted.incomplete" / "run.json").read_text())
+    assert "version" not in stored and "workers" in stored["settings"]
+    run = read_run_json(stored, "image", where="fixture")
+    settings = ImageSettings.from_json(run["settings"])
+    assert settings.num_workers == 0 and settings.epochs == 10 and settings.checkpoint_every == 6
+    assert run["plan"] == stored["plan"] and run["data_sha256"] == stored["data_sha256"]
+    with pytest.raises(ConfigError, match="unknown key.*'colour'"):
+        ImageSettings.from_json({**stored["settings"], "colour": "red"})
+    # --resume with a setting that differs from the stored one is refused, naming it; nothing is trained.
+    folder = Path(shutil.copytree(fixture, tmp_path / "image"))
+    with pytest.raises(ConfigError, match=r"epochs=3 \(the run has 10\)"):
+        fit_images(str(folder / "images"), ImageSettings(epochs=3), out=str(folder / "interrupted"), resume=True,
+                   progress=False)
+    assert (folder / "interrupted.incomplete" / "last.ckpt").exists() and not (folder / "interrupted").exists()

@@ -36,6 +36,7 @@ __all__ = [
     "get_metric",
     "METRICS",
     "classification_metrics",
+    "multilabel_metrics",
     "regression_metrics",
 ]
 
@@ -299,6 +300,20 @@ def classification_metrics(probs: torch.Tensor, codes: torch.Tensor) -> dict[str
         result[metric.name] = metric.compute()
     result["log_loss"] = float(-log_probs.gather(1, codes.long().view(-1, 1)).mean())
     return result
+
+
+def multilabel_metrics(probs: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
+    """accuracy (per label), subset_accuracy (every label of a row right), micro f1 and log_loss
+    (mean binary cross-entropy) from per-label probabilities ``(N, C)`` and multi-hot ``y``."""
+    pred = probs >= 0.5
+    truth = y >= 0.5
+    tp = float((pred & truth).sum())
+    fp, fn = float((pred & ~truth).sum()), float((~pred & truth).sum())
+    p = probs.clamp(1e-7, 1 - 1e-7)
+    return {"accuracy": float((pred == truth).float().mean()),
+            "subset_accuracy": float((pred == truth).all(dim=1).float().mean()),
+            "f1": 2 * tp / max(2 * tp + fp + fn, 1.0),
+            "log_loss": float(-(y * p.log() + (1 - y) * (1 - p).log()).mean())}
 
 
 def regression_metrics(pred: np.ndarray, truth: np.ndarray) -> dict[str, float]:

@@ -9,6 +9,9 @@ from a DataFrame.
 :class:`RegressionTarget` standardises with the training mean and std (std 0 → 1); ``decode``
 returns original units. Rows with a missing target must be dropped before ``fit``/``encode``.
 
+:class:`MultiLabelTarget` reads labels joined by ``|`` (``"cat|dog"``) as a multi-hot row over
+the sorted label vocabulary; ``decode_multi`` joins the labels whose probability reaches 0.5.
+
 Example:
     >>> import pandas as pd
     >>> t = make_target("classify", "y").fit(pd.Series([3, 1, 3]))
@@ -30,9 +33,11 @@ import pandas as pd
 from deepfit.errors import ConfigError, DataError
 from deepfit.features.base import require_keys
 
-__all__ = ["ClassTarget", "RegressionTarget", "make_target", "target_from_state"]
+__all__ = ["ClassTarget", "RegressionTarget", "MultiLabelTarget", "MULTILABEL_SEP", "make_target",
+           "target_from_state"]
 
 _DTYPES = ("int", "float", "bool", "str")
+MULTILABEL_SEP = "|"  # multi-label targets: "cat|dog"
 
 
 def _label_dtype(values: list[Any]) -> str:
@@ -215,6 +220,70 @@ class RegressionTarget:
         return t
 
 
+def _split_labels(values: pd.Series, name: str) -> list[list[str]]:
+    out = []
+    for i, v in enumerate(values.to_numpy(dtype=object)):
+        if v is None or (isinstance(v, float) and math.isnan(v)):
+            raise DataError(f"target '{name}' is missing in row {i}")
+        out.append(sorted({s.strip() for s in str(v).split(MULTILABEL_SEP) if s.strip()}))
+    return out
+
+
+class MultiLabelTarget:
+    """Labels like ``"cat|dog"`` → multi-hot float32 ``(N, C)``; ``decode_multi`` joins the labels above 0.5.
+
+    Args:
+        name: the target column (named in errors).
+        labels: the label vocabulary, when already known (else learnt by :meth:`fit`).
+
+    Example:
+        >>> t = MultiLabelTarget("tags").fit(pd.Series(["cat|dog", "dog", "cat"]))
+        >>> t.encode(pd.Series(["dog|cat"])).tolist(), t.decode_multi([[0.9, 0.2]]).tolist()
+        ([[1.0, 1.0]], ['cat'])
+    """
+
+    task = "multilabel"
+
+    def __init__(self, name: str, labels: list[str] | None = None) -> None:
+        self.name, self.labels = name, list(labels or [])
+
+    @property
+    def n_outputs(self) -> int:
+        return len(self.labels)
+
+    def fit(self, values: pd.Series) -> Self:
+        """Learn the sorted label vocabulary; DataError if there are fewer than 2 labels."""
+        self.labels = sorted({lab for row in _split_labels(values, self.name) for lab in row})
+        if len(self.labels) < 2:
+            raise DataError(f"target '{self.name}' has fewer than 2 distinct labels: nothing to learn")
+        return self
+
+    def encode(self, values: pd.Series) -> np.ndarray:
+        """float32 multi-hot rows (N, C); DataError naming the first label not seen in training."""
+        index = {lab: j for j, lab in enumerate(self.labels)}
+        out = np.zeros((len(values), len(self.labels)), dtype=np.float32)
+        for i, row in enumerate(_split_labels(values, self.name)):
+            for lab in row:
+                if lab not in index:
+                    raise DataError(f"target '{self.name}' has the label {lab!r} (row {i}) that was not in the "
+                                    f"training rows; known labels: {', '.join(self.labels[:20])}")
+                out[i, index[lab]] = 1.0
+        return out
+
+    def decode_multi(self, probs: Any, threshold: float = 0.5) -> np.ndarray:
+        """The labels whose probability is at least ``threshold``, joined by ``|``, one string per row."""
+        return np.array([MULTILABEL_SEP.join(lab for lab, p in zip(self.labels, row) if p >= threshold)
+                         for row in probs], dtype=object)
+
+    def state_dict(self) -> dict:
+        return {"task": "multilabel", "name": self.name, "labels": self.labels}
+
+    @classmethod
+    def from_state(cls, state: dict) -> Self:
+        require_keys(state, ("name", "labels"), what="multi-label target")
+        return cls(str(state["name"]), [str(s) for s in state["labels"]])
+
+
 def make_target(task: str, name: str) -> ClassTarget | RegressionTarget:
     """An unfitted target for ``task`` ("classify" or "regress")."""
     if task == "classify":
@@ -224,7 +293,7 @@ def make_target(task: str, name: str) -> ClassTarget | RegressionTarget:
     raise ConfigError(f"task must be 'classify' or 'regress', got {task!r}")
 
 
-def target_from_state(state: dict) -> ClassTarget | RegressionTarget:
+def target_from_state(state: dict) -> ClassTarget | RegressionTarget | MultiLabelTarget:
     """Rebuild a fitted target from its ``state_dict``."""
     require_keys(state, ("task",), what="target")
     task = state["task"]
@@ -232,4 +301,6 @@ def target_from_state(state: dict) -> ClassTarget | RegressionTarget:
         return ClassTarget.from_state(state)
     if task == "regress":
         return RegressionTarget.from_state(state)
-    raise DataError(f"target: saved task {task!r} is neither 'classify' nor 'regress'; retrain the model")
+    if task == "multilabel":
+        return MultiLabelTarget.from_state(state)
+    raise DataError(f"target: saved task {task!r} is not 'classify', 'regress' or 'multilabel'; retrain the model")

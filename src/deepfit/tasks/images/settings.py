@@ -1,0 +1,128 @@
+"""Settings of the image task, and the default recipe chosen from the data (:func:`recipe`)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from deepfit.errors import ConfigError
+from deepfit.tasks.settings import TaskSettings
+
+__all__ = ["ImageSettings", "recipe", "MODELS"]
+
+MODELS = ("auto", "small_cnn", "resnet18", "resnet34", "resnet50")
+
+
+def _v1_to_v2_num_workers(d: dict[str, Any]) -> dict[str, Any]:
+    """Version 2 (the one-shape refactor): ``workers`` is called ``num_workers``, as in the Learner
+    and the loaders. Version-1 settings are those of run.json files written up to cd228c3."""
+    if "workers" in d:
+        d["num_workers"] = d.pop("workers")
+    return d
+
+
+@dataclass(frozen=True)
+class ImageSettings(TaskSettings):
+    """Everything that decides an image run (stored in ``run.json`` for ``--resume``).
+
+    ``None`` means "chosen by :func:`recipe` from the data". ``task``: ``"auto"`` (single-label
+    classification, or multi-label when labels hold ``|``), ``"classify"`` or ``"multilabel"``.
+    ``num_workers``: image-decoding processes (None: all usable cores for large jobs).
+    """
+
+    VERSION = 2
+    MIGRATIONS = {1: _v1_to_v2_num_workers}
+
+    target: str = "label"
+    task: str = "auto"
+    image_column: str | None = None
+    types: dict[str, str] = field(default_factory=dict)
+    time_limit: float | None = None
+    seed: int = 0
+    test_size: float = 0.2
+    valid_size: float = 0.1
+    split_by: str | None = None
+    group: str | None = None
+    model: str = "auto"
+    size: int | None = None
+    epochs: int | None = None
+    batch_size: int | None = None
+    lr: float | None = None
+    weight_decay: float = 0.05
+    label_smoothing: float = 0.1
+    flip: bool = False
+    mixup: float = 0.0
+    cutmix: float = 0.0
+    tta: bool = False
+    pretrained: str | None = None
+    lr_ratio: float = 0.1
+    freeze_epochs: int = 1
+    checkpoint_every: int | None = None
+    num_workers: int | None = None
+    max_memory_gb: float = 4.0
+
+    def __post_init__(self) -> None:
+        if self.task not in ("auto", "classify", "multilabel"):
+            raise ConfigError(f"image task must be 'auto', 'classify' or 'multilabel', got {self.task!r} "
+                              "(regression on images is not supported yet)")
+        if self.model not in MODELS:
+            raise ConfigError(f"model must be one of {', '.join(MODELS)}, got {self.model!r}")
+        if not 0 <= self.test_size < 1 or not 0 < self.valid_size < 1:
+            raise ConfigError(f"test_size must be in [0, 1) and valid_size in (0, 1), got {self.test_size}, "
+                              f"{self.valid_size}")
+        if self.time_limit is not None and self.time_limit <= 0:
+            raise ConfigError(f"time_limit must be > 0 seconds, got {self.time_limit}")
+        if self.size is not None and not 8 <= self.size <= 1024:
+            raise ConfigError(f"size must be in 8..1024 pixels, got {self.size}")
+        if self.epochs is not None and self.epochs < 1:
+            raise ConfigError(f"epochs must be >= 1, got {self.epochs}")
+        if self.mixup < 0 or self.cutmix < 0 or (self.mixup and self.cutmix):
+            raise ConfigError("mixup and cutmix take a Beta alpha > 0 (e.g. 0.2 / 1.0); use at most one of them")
+        if self.pretrained is not None and not Path(self.pretrained).is_file():
+            raise ConfigError(f"pretrained weights {self.pretrained} not found; pass a local .safetensors file")
+
+
+def recipe(native_side: float, n_train: int, settings: ImageSettings) -> dict[str, Any]:
+    """The default training recipe for images whose typical short side is ``native_side`` px.
+
+    * <= 40 px (digits, icons, CIFAR-like): 32 px, :class:`~deepfit.models.resnet.SmallCNN`
+      (32-64-128, stride-2 first conv), lr 3e-3;
+    * <= 96 px: 64 px, ResNet-18-D at half width (32-64-128-256, stride-2 stem), lr 2e-3;
+    * larger: 128 px, ResNet-18-D (64-128-256-512, classic stride-4 stem), lr 2e-3.
+
+    Batch 64; 20 epochs, more for small sets (at least ~400 optimizer steps, at most 60 epochs);
+    fine-tuning ``pretrained`` weights: lr 1e-3, 10 epochs. Explicit settings win; a time
+    limit shortens the schedule to fit (see :class:`~deepfit.tasks.images.ImageTask`).
+
+    Returns:
+        The plan stored in ``run.json``: ``size``, ``backbone``, ``backbone_config``, ``epochs``,
+        ``batch_size`` and ``lr``.
+    """
+    if native_side <= 40:
+        size, name, cfg, lr = 32, "small_cnn", {"widths": [32, 64, 128], "stem_stride": 2, "channels_last": True}, 3e-3
+    elif native_side <= 96:
+        size, name, cfg, lr = 64, "resnet", {"depths": [2, 2, 2, 2], "block": "basic", "widths": [32, 64, 128, 256],
+                                             "stem_width": 16, "stem_stride": 2, "channels_last": True}, 2e-3
+    else:
+        size, name, cfg, lr = 128, "resnet", {"depths": [2, 2, 2, 2], "block": "basic", "widths": [64, 128, 256, 512],
+                                              "stem_width": 32, "stem_stride": 4, "channels_last": True}, 2e-3
+    if settings.model != "auto":
+        depths = {"resnet18": ([2, 2, 2, 2], "basic"), "resnet34": ([3, 4, 6, 3], "basic"),
+                  "resnet50": ([3, 4, 6, 3], "bottleneck")}
+        if settings.model == "small_cnn":
+            name, cfg = "small_cnn", {"widths": [32, 64, 128], "stem_stride": 2 if size >= 32 else 1,
+                                      "channels_last": True}
+        else:
+            d, block = depths[settings.model]
+            name, cfg = "resnet", {"depths": d, "block": block, "widths": [64, 128, 256, 512], "stem_width": 32,
+                                   "stem_stride": 4 if size >= 96 else 2, "channels_last": True}
+    batch = settings.batch_size or 64
+    steps_per_epoch = max(1, math.ceil(n_train / batch))
+    if settings.pretrained:
+        lr, epochs = 1e-3, 10
+    else:  # at least ~400 optimizer steps: small sets need more passes
+        epochs = int(min(60, max(20, math.ceil(400 / steps_per_epoch))))
+    return {"size": settings.size or size, "backbone": name, "backbone_config": cfg,
+            "epochs": settings.epochs or epochs, "batch_size": batch, "lr": settings.lr or lr}
