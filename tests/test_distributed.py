@@ -132,13 +132,47 @@ def test_tasks_that_do_not_split_work_across_ranks_refuse_torchrun_clearly(tmp_p
     import pandas as pd
 
     from deepfit.errors import DistributedError
-    from deepfit.tasks.images import fit_images
     from deepfit.tasks.table import TableSettings, fit_table
 
     monkeypatch.setenv("WORLD_SIZE", "2")
     frame = pd.DataFrame({"x": range(40), "y": [0, 1] * 20})
     with pytest.raises(DistributedError, match="one process only, but WORLD_SIZE=2.*without torchrun"):
         fit_table(frame, TableSettings(target="y"), out=tmp_path / "t")
-    with pytest.raises(DistributedError, match="training an image model runs in one process only"):
-        fit_images(tmp_path, out=tmp_path / "i")
     assert sorted(p.name for p in tmp_path.iterdir()) == []  # nothing written
+
+
+def _digit_pngs(root: Path) -> Path:
+    """40 real scikit-learn digits per class (0, 1, 2) as 32 px PNGs in class folders."""
+    import numpy as np
+    from PIL import Image
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    for c in (0, 1, 2):
+        (root / str(c)).mkdir(parents=True)
+        for i in np.flatnonzero(digits.target == c)[:40]:
+            grey = np.round(digits.images[i] * 255 / 16).astype(np.uint8)
+            Image.fromarray(grey).resize((32, 32), Image.BILINEAR).save(root / str(c) / f"{i:04d}.png")
+    return root
+
+
+def test_image_runs_train_under_torchrun_with_rank_0_deciding_the_epochs(tmp_path):
+    from deepfit.tasks import load
+
+    data, out = _digit_pngs(tmp_path / "digits"), tmp_path / "runs"
+    run_script("ddp_images.py", data, out, ranks=2, timeout=240)
+    for name in ("memory", "stream"):
+        a, b = (load_file(out / f"{name}.{r}.safetensors") for r in (0, 1))
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), name  # the replicas never drifted
+        info = [json.loads((out / f"{name}.{r}.json").read_text()) for r in (0, 1)]
+        assert info[0] == info[1], name  # one plan, one history length, one set of metrics
+        assert not (out / f"{name}.incomplete").exists() and (out / name / "deepfit.json").exists()
+        assert json.loads((out / name / "run.json").read_text())["plan"] == info[0]["plan"]
+    memory = json.loads((out / "memory.0.json").read_text())
+    # rank 1's probe said 10^6 x slower: had it planned for itself it would have trained 1 epoch
+    assert memory["plan"]["epochs_planned"] == memory["epochs"] > 1
+    assert json.loads((out / "stream.0.json").read_text())["streamed"]
+    model = load(out / "memory")
+    assert model.metrics["test_accuracy"] >= 0.9  # three digit classes, chance 1/3
+    assert model.evaluate(str(data))["accuracy"] >= 0.9
+

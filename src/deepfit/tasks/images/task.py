@@ -18,6 +18,12 @@ Time budget: with ``time_limit`` and no explicit ``epochs``, a few training step
 the one-cycle schedule is shortened to end within 90% of the budget (stored in ``run.json`` as
 ``plan["epochs_planned"]``, so a resumed run keeps it); a ``TimeLimit`` at 95% is the hard stop.
 
+Under ``torchrun`` every rank reads, splits and decodes the same data (all of it is seeded or
+read from the files), and trains on its share of every global batch of ``batch_size x ranks``
+images (DDP; streamed sets: :class:`~deepfit.data.images.ImageBatches` shards by rank). What
+is measured against the clock — the epoch count of a time-limited run — is decided by rank 0
+and broadcast; the ``TimeLimit`` makes every rank stop after the same step; rank 0 writes.
+
 Example:
     >>> from deepfit.tasks.images import ImageSettings, fit_images          # doctest: +SKIP
     >>> predictor = fit_images("photos/", ImageSettings(), out="runs/photos")  # doctest: +SKIP
@@ -46,7 +52,7 @@ from deepfit.tasks.images.rows import ImageData, RowEncoder
 from deepfit.tasks.images.settings import ImageSettings, recipe
 from deepfit.tasks.runner import Run, source_name
 
-__all__ = ["ImageTask", "fit_images", "train_cli", "probe_step_seconds"]
+__all__ = ["ImageTask", "fit_images", "train_cli", "probe_step_seconds", "from_rank_0", "buffers_from_rank_0"]
 
 CLI_SETTINGS = ("task", "target", "time_limit", "seed", "epochs", "batch_size", "lr", "checkpoint_every",
                 "split_by", "group", "types")
@@ -91,7 +97,7 @@ class ImageTask(Task):
     kind = "image"
     Settings = ImageSettings
     Predictor = ImagePredictor
-    distributed = False
+    distributed = True
     describe = "a folder of class folders of images, or a table with an image-path column"
 
     @classmethod
@@ -119,9 +125,11 @@ class ImageTask(Task):
         return data_fingerprint(data)
 
     def train(self, data: Any, run: Run, *, test: Any = None) -> BasePredictor:
+        from deepfit.engine import distributed
         from deepfit.engine.rng import seed_everything
 
         s = self.settings
+        self.ddp = distributed.setup()
         d = self._read(data, test)
         native = native_side([str(p) for p in d.fit[d.image_column]])
         plan = run.plan or recipe(native, len(d.fit), s)
@@ -242,7 +250,7 @@ class ImageTask(Task):
 
             train: Any = ImageBatches(list(d.fit[d.image_column]), rows.y(d.fit).numpy(), size=size,
                                       batch_size=batch_size, augment=True, flip=s.flip, seed=s.seed,
-                                      num_workers=s.num_workers)
+                                      rank=self.ddp.rank, world_size=self.ddp.world_size, num_workers=s.num_workers)
             first = next(iter(train.iterate(0)))
             probe = (first[0], (), first[-1])
         else:
@@ -282,7 +290,8 @@ class ImageTask(Task):
 
     def _plan_epochs(self, d: ImageData, enc: Encoded, network: Network, plan: dict[str, Any], run: Run) -> int:
         """The number of epochs: the plan's, or with a time limit as many as fit in 90% of it
-        (timed on a few steps); stored in ``run.json`` so a resumed run keeps it."""
+        (timed on a few steps; under torchrun rank 0's count, broadcast); stored in ``run.json`` so a
+        resumed run keeps it."""
         s = self.settings
         if "epochs_planned" in plan:
             return int(plan["epochs_planned"])
@@ -290,11 +299,12 @@ class ImageTask(Task):
         if s.time_limit and s.epochs is None:
             # Fit the one-cycle schedule into the budget: time a few steps, keep 10% in reserve.
             step_s = probe_step_seconds(network.net, network.base_loss, *enc.probe, enc.batch_size)
-            steps_per_epoch = math.ceil(len(d.fit) / enc.batch_size)
+            steps_per_epoch = math.ceil(len(d.fit) / (enc.batch_size * self.ddp.world_size))  # on each rank
             left = s.time_limit * 0.9 - run.elapsed()
             epochs = int(max(1, min(epochs, left // (step_s * steps_per_epoch * 1.1))))
-            d.notes.append(f"time limit {s.time_limit:g}s: {epochs} epochs planned "
-                           f"({step_s * 1000:.0f} ms per step measured)")
+            note = f"time limit {s.time_limit:g}s: {epochs} epochs planned ({step_s * 1000:.0f} ms per step measured)"
+            epochs, note = from_rank_0((epochs, note))  # every rank trains as many epochs as rank 0 planned
+            d.notes.append(note)
         run.update_plan(**plan, epochs_planned=epochs)
         return epochs
 
@@ -328,6 +338,7 @@ class ImageTask(Task):
             compile=False if network.mix is not None else "auto",
         )
         history = learner.fit_one_cycle(int(plan["epochs_planned"]), resume=run.resume_from())
+        buffers_from_rank_0(network.net)
         network.model.eval()
         return history, time_limit
 
@@ -355,6 +366,37 @@ class ImageTask(Task):
                      "eval_probs": test_probs, "eval_labels": y_test}
         predictor.metrics = {k: v for k, v in metrics.items() if isinstance(v, float) and math.isfinite(v)}
         return shown
+
+
+def from_rank_0(value: Any) -> Any:
+    """Rank 0's ``value`` on every rank under torch.distributed (a picklable object); else ``value``.
+
+    What a rank decides against the clock must be decided once: a rank that planned another
+    number of steps would leave the others waiting in a gradient all-reduce.
+    """
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1):
+        return value
+    box = [value]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+def buffers_from_rank_0(module: torch.nn.Module) -> None:
+    """Under torch.distributed, copy rank 0's buffers (BatchNorm statistics) to every rank.
+
+    DDP broadcasts rank 0's buffers before each forward, so during training the other ranks'
+    own updates are overwritten at the next step; after the last step they are not, and each
+    rank's running statistics would end slightly different. Rank 0's are the ones its
+    checkpoints and the artifact hold: with them every replica is the saved model.
+    """
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        with torch.no_grad():
+            for buffer in module.buffers():
+                dist.broadcast(buffer, src=0)
 
 
 def probe_step_seconds(model: torch.nn.Module, loss: Any, images: torch.Tensor, extra: tuple, y: torch.Tensor,
