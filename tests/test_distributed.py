@@ -15,9 +15,34 @@ from safetensors.torch import load_file
 SCRIPTS = Path(__file__).parent / "scripts"
 
 
+def _children(pid: int) -> list[int]:
+    """The processes whose parent is ``pid`` (from /proc: no psutil here)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue  # the process ended meanwhile
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
+
+
+def kill_launch(proc: subprocess.Popen) -> None:
+    """SIGKILL a launch and every rank it started. torchrun starts each rank in a session of its
+    own, so killing the launcher's process group alone leaves the ranks running (and still
+    holding the launcher's stderr, so ``communicate()`` would wait for them to finish)."""
+    ranks = _children(proc.pid)  # before the launcher dies and its children move to init
+    for group in (proc.pid, *ranks):
+        try:
+            os.killpg(group, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+
 def run_script(name: str, *args: object, ranks: int | None = None, timeout: float = 240) -> None:
-    """Run ``tests/scripts/NAME`` (under torchrun with ``ranks`` processes); on a timeout the whole
-    process group is killed, so a hung rank never outlives the test."""
+    """Run ``tests/scripts/NAME`` (under torchrun with ``ranks`` processes); on a timeout the launch
+    and every rank are killed, so a hung rank never outlives the test."""
     launch = [sys.executable] + (["-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(ranks)]
                                  if ranks else [])
     proc = subprocess.Popen([*launch, str(SCRIPTS / name), *map(str, args)], env={**os.environ, "OMP_NUM_THREADS": "1"},
@@ -25,7 +50,7 @@ def run_script(name: str, *args: object, ranks: int | None = None, timeout: floa
     try:
         _, err = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
+        kill_launch(proc)
         proc.communicate()
         raise
     assert proc.returncode == 0, err[-3000:]
@@ -100,7 +125,7 @@ def _finish(proc: subprocess.Popen, timeout: float = 240) -> None:
     try:
         _, err = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
+        kill_launch(proc)
         proc.communicate()
         raise
     assert proc.returncode == 0, err[-3000:]
@@ -116,11 +141,11 @@ def test_two_process_run_killed_mid_way_resumes_to_the_uninterrupted_weights(tmp
     deadline = time.monotonic() + 240
     while not (work / "last.ckpt").exists():
         if proc.poll() is not None or time.monotonic() > deadline:
-            os.killpg(proc.pid, signal.SIGKILL)
+            kill_launch(proc)
             pytest.fail(f"the run ended or stalled before its first checkpoint: {proc.communicate()[1][-2000:]}")
         time.sleep(0.005)
     time.sleep(0.2)
-    os.killpg(proc.pid, signal.SIGKILL)  # every rank and the launcher, mid-training
+    kill_launch(proc)  # every rank and the launcher, mid-training
     proc.communicate()
     assert not run.exists(), "the run finished before the kill: the test proved nothing"
     _finish(_torchrun_cli("train", "digits", "--out", run, "--resume", "--quiet"))
@@ -176,3 +201,33 @@ def test_image_runs_train_under_torchrun_with_rank_0_deciding_the_epochs(tmp_pat
     assert model.metrics["test_accuracy"] >= 0.9  # three digit classes, chance 1/3
     assert model.evaluate(str(data))["accuracy"] >= 0.9
 
+
+def test_two_process_image_run_killed_mid_way_resumes_to_the_uninterrupted_weights(tmp_path):
+    import time
+
+    # 86 training images, batches of 16 per rank: every batch, the last one (22) too, splits evenly,
+    # so both ranks draw the same random numbers and rank 0's random state in the checkpoint fits both.
+    data = _digit_pngs(tmp_path / "digits")
+    launch = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+              str(SCRIPTS / "ddp_images_resume.py"), str(data)]
+
+    def start(out: Path, *extra: str) -> subprocess.Popen:
+        return subprocess.Popen([*launch, str(out), *extra], env={**os.environ, "OMP_NUM_THREADS": "1"},
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True)
+
+    _finish(start(tmp_path / "full"))
+    run, work = tmp_path / "killed", tmp_path / "killed.incomplete"
+    proc = start(run)
+    deadline = time.monotonic() + 240
+    while not (work / "last.ckpt").exists():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            kill_launch(proc)
+            pytest.fail(f"the run ended or stalled before its first checkpoint: {proc.communicate()[1][-2000:]}")
+        time.sleep(0.005)
+    time.sleep(0.2)
+    kill_launch(proc)  # every rank and the launcher, mid-training
+    proc.communicate()
+    assert not run.exists(), "the run finished before the kill: the test proved nothing"
+    _finish(start(run, "--resume"))
+    a, b = load_file(tmp_path / "full" / "model.safetensors"), load_file(run / "model.safetensors")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
