@@ -131,13 +131,11 @@ def _finish(proc: subprocess.Popen, timeout: float = 240) -> None:
     assert proc.returncode == 0, err[-3000:]
 
 
-def test_two_process_run_killed_mid_way_resumes_to_the_uninterrupted_weights(tmp_path):
+def _kill_after_first_checkpoint(proc: subprocess.Popen, run: Path) -> None:
+    """Wait for the launch's first ``last.ckpt`` in ``<run>.incomplete``, then kill it mid-training."""
     import time
 
-    args = ["--epochs", "6", "--checkpoint-every", "5", "--seed", "1", "--batch-size", "32", "--quiet"]
-    _finish(_torchrun_cli("train", "digits", "--out", tmp_path / "full", *args))
-    run, work = tmp_path / "killed", tmp_path / "killed.incomplete"
-    proc = _torchrun_cli("train", "digits", "--out", run, *args)
+    work = run.with_name(run.name + ".incomplete")
     deadline = time.monotonic() + 240
     while not (work / "last.ckpt").exists():
         if proc.poll() is not None or time.monotonic() > deadline:
@@ -148,6 +146,13 @@ def test_two_process_run_killed_mid_way_resumes_to_the_uninterrupted_weights(tmp
     kill_launch(proc)  # every rank and the launcher, mid-training
     proc.communicate()
     assert not run.exists(), "the run finished before the kill: the test proved nothing"
+
+
+def test_two_process_run_killed_mid_way_resumes_to_the_uninterrupted_weights(tmp_path):
+    args = ["--epochs", "6", "--checkpoint-every", "5", "--seed", "1", "--batch-size", "32", "--quiet"]
+    _finish(_torchrun_cli("train", "digits", "--out", tmp_path / "full", *args))
+    run = tmp_path / "killed"
+    _kill_after_first_checkpoint(_torchrun_cli("train", "digits", "--out", run, *args), run)
     _finish(_torchrun_cli("train", "digits", "--out", run, "--resume", "--quiet"))
     a, b = load_file(tmp_path / "full" / "model.safetensors"), load_file(run / "model.safetensors")
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
@@ -203,8 +208,6 @@ def test_image_runs_train_under_torchrun_with_rank_0_deciding_the_epochs(tmp_pat
 
 
 def test_two_process_image_run_killed_mid_way_resumes_to_the_uninterrupted_weights(tmp_path):
-    import time
-
     # 86 training images, batches of 16 per rank: every batch, the last one (22) too, splits evenly,
     # so both ranks draw the same random numbers and rank 0's random state in the checkpoint fits both.
     data = _digit_pngs(tmp_path / "digits")
@@ -216,18 +219,8 @@ def test_two_process_image_run_killed_mid_way_resumes_to_the_uninterrupted_weigh
                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True)
 
     _finish(start(tmp_path / "full"))
-    run, work = tmp_path / "killed", tmp_path / "killed.incomplete"
-    proc = start(run)
-    deadline = time.monotonic() + 240
-    while not (work / "last.ckpt").exists():
-        if proc.poll() is not None or time.monotonic() > deadline:
-            kill_launch(proc)
-            pytest.fail(f"the run ended or stalled before its first checkpoint: {proc.communicate()[1][-2000:]}")
-        time.sleep(0.005)
-    time.sleep(0.2)
-    kill_launch(proc)  # every rank and the launcher, mid-training
-    proc.communicate()
-    assert not run.exists(), "the run finished before the kill: the test proved nothing"
+    run = tmp_path / "killed"
+    _kill_after_first_checkpoint(start(run), run)
     _finish(start(run, "--resume"))
     a, b = load_file(tmp_path / "full" / "model.safetensors"), load_file(run / "model.safetensors")
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
