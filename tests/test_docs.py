@@ -30,6 +30,7 @@ MODULES = [
     "deepfit.models.transformer",
     "deepfit.models.tabular",
     "deepfit.tasks.lm",
+    "deepfit.sklearn",
 ]
 
 
