@@ -33,6 +33,7 @@ MODULES = [
     "deepfit.tasks.lm.task",
     "deepfit.tasks.settings",
     "deepfit.data.corpus",
+    "deepfit.sklearn",
 ]
 
 
