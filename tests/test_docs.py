@@ -12,6 +12,7 @@ MODULES = [
     "deepfit.engine.losses",
     "deepfit.engine.schedules",
     "deepfit.engine.learner",
+    "deepfit.engine.budget",
     "deepfit.models.mlp",
     "deepfit.datasets",
     "deepfit.data.sources",
