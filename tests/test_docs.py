@@ -13,6 +13,7 @@ MODULES = [
     "deepfit.engine.schedules",
     "deepfit.engine.learner",
     "deepfit.engine.budget",
+    "deepfit.engine.callbacks.monitor",
     "deepfit.models.mlp",
     "deepfit.datasets",
     "deepfit.data.sources",
