@@ -229,12 +229,6 @@ class Learner:
         """True when the training step runs compiled (``compile=True``, or chosen by ``"auto"``)."""
         return self._compiler.compiled
 
-    @property
-    def _runner(self) -> StepCompiler:
-        # The compile state was `_runner` (a StepRunner) before the step moved here; tasks/lm.py
-        # still reads `learner._runner.compiled`. Read `compiled` instead.
-        return self._compiler
-
     def fit(
         self,
         epochs: int,
