@@ -144,9 +144,9 @@ def child(case: str, model_key: str, epochs: int) -> dict:
         out["epoch_s"] = [e - s for s, e in zip(starts[1:], ends[1:])]  # callback-to-callback
         timed = t_end - ends[0]  # epochs 2..N+1 plus everything between them and fit()'s return
         out["fit_total_s"] = t_end - t_fit
-        runner, policy = getattr(learn, "_runner", None), getattr(learn, "compile_policy", None)
+        policy = getattr(learn, "compile_policy", None)
         out["deepfit_choices"] = {"precision": str(getattr(learn, "precision", "?")),
-                                  "compile": getattr(policy, "mode", "?"), "compiled": getattr(runner, "compiled", "?")}
+                                  "compile": getattr(policy, "mode", "?"), "compiled": getattr(learn, "compiled", "?")}
     elif case in ("E", "Eb"):
         import logging, lightning as L  # noqa: E401
         logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)  # PYTHONWARNINGS=ignore is set too

@@ -20,7 +20,7 @@ The runs (no time limits anywhere: a time limit makes a run depend on the machin
   ``LMSettings(seed=0, steps=500)`` (default model and BPE tokenizer); the validation metrics, a
   greedy and a seeded sampled generation after "I will", and as predictions the next-token logits
   after three prompts.
-* ``mnist1d`` / ``digits``: ``train_bundled(RunSettings(data=..., epochs=3, seed=0))``; predictions
+* ``mnist1d`` / ``digits``: ``deepfit.tasks.runner.fit("arrays", data, ArraysSettings(data=..., epochs=3, seed=0))``; predictions
   are the logits on the test set of the model rebuilt from ``run.json`` + ``model.safetensors``
   (today the run directory has no ``deepfit.json``).
 
@@ -125,28 +125,19 @@ def run_lm(work: Path) -> Recorded:
 def _bundled(work: Path, data: str) -> Recorded:
     import pandas as pd
     import torch
-    from safetensors.torch import load_file
 
     from deepfit import datasets
-    from deepfit.models.conv1d import ResNet1d
-    from deepfit.models.mlp import MLP
-    from deepfit.tasks.bundled import RunSettings, train_bundled
+    from deepfit.tasks.arrays import ArraysSettings
+    from deepfit.tasks.runner import fit
 
-    metrics = train_bundled(RunSettings(data=data, epochs=BUNDLED_EPOCHS, seed=SEED), work / "run", progress=False)
-    # No predictor for bundled runs today: rebuild the model from run.json and the weights.
-    stored = json.loads((work / "run" / "run.json").read_text(encoding="utf-8"))
+    predictor = fit("arrays", data, ArraysSettings(data=data, epochs=BUNDLED_EPOCHS, seed=SEED), out=work / "run",
+                    progress=False)
     d = datasets.load(data)
-    if stored["model"] == "resnet1d":
-        model: torch.nn.Module = ResNet1d(1 if d.x_train.ndim == 2 else d.x_train.shape[1], len(d.classes))
-        x = torch.from_numpy(d.x_test)
-    else:
-        model = MLP(d.num_features, len(d.classes), hidden=tuple(stored["hidden"]), dropout=stored["dropout"])
-        x = torch.from_numpy(d.x_test).reshape(len(d.x_test), -1)
-    model.load_state_dict(load_file(work / "run" / "model.safetensors"))
+    x = torch.from_numpy(d.x_test).reshape(len(d.x_test), *predictor.input_shape)
     with torch.inference_mode():
-        logits = model.eval()(x).float().numpy()
+        logits = predictor.model.eval()(x).float().numpy()
     return Recorded(work / "run", pd.DataFrame(logits, columns=[f"logit_{c}" for c in d.classes]),
-                    {"metrics": metrics})
+                    {"metrics": predictor.metrics})
 
 
 def run_mnist1d(work: Path) -> Recorded:
@@ -202,16 +193,16 @@ def _watch_compile() -> dict[str, bool]:
     """Note whether the Learner switched torch.compile on (its "auto" policy times steps)."""
     seen = {"compiled": False}
     try:
-        from deepfit.engine.compile import StepRunner
+        from deepfit.engine.compile import StepCompiler
     except ImportError:  # moved by a refactor: not recorded
         return seen
-    real = StepRunner._enable
+    real = StepCompiler._enable
 
     def enable(self: Any) -> None:
         seen["compiled"] = True
         real(self)
 
-    StepRunner._enable = enable  # type: ignore[method-assign]
+    StepCompiler._enable = enable  # type: ignore[method-assign]
     return seen
 
 

@@ -152,3 +152,62 @@ def test_progress_log_shows_steps_and_the_budget_when_a_time_limit_ends_the_run(
     Learner(nn.Linear(4, 2), (x, y), callbacks=[ProgressLog(stream), TimeLimit(40.7494)], batch_size=16,
             progress=False).fit(1)
     assert stream.getvalue().startswith(f"epoch 1  step {steps}  0s/41s  train_loss"), stream.getvalue()
+
+
+def test_callback_state_is_keyed_by_class_name_numbered_when_repeated():
+    from deepfit.engine.callbacks import TimeLimit
+
+    class Counter(Callback):
+        def __init__(self):
+            self.n = 0
+
+        def on_batch_end(self, learner):
+            self.n += 1
+
+        def state_dict(self):
+            return {"n": self.n}
+
+        def load_state_dict(self, state):
+            self.n = state["n"]
+
+    cbs = CallbackList([EarlyStopping(), Counter(), EarlyStopping("valid_accuracy"), TimeLimit(5), Counter()])
+    qual = Counter.__qualname__  # test_callback_state_is_keyed_....<locals>.Counter
+    assert cbs.state_keys() == [qual, f"{qual}#1", "TimeLimit", "EarlyStopping", "EarlyStopping#1"]
+    state = cbs.state_dict()
+    assert list(state) == cbs.state_keys()
+    # Another callback in front no longer shifts the keys: the state reaches the right callback.
+    first, second = Counter(), Counter()
+    first.n, second.n = 3, 7
+    other = CallbackList([first, second])
+    again = CallbackList([ProgressLog(), Counter(), Counter()])
+    again.load_state_dict(other.state_dict())
+    assert [cb.n for cb in again if isinstance(cb, Counter)] == [3, 7]
+
+
+def test_monitor_mode_comes_from_the_metric_when_it_declares_one(tmp_path):
+    from deepfit.engine.callbacks import ModelCheckpoint
+    from deepfit.metrics import Accuracy, Metric
+
+    class Precision(Accuracy):  # a name the name rule reads as "min"
+        name = "precision"
+        higher_is_better = True
+
+    class Undeclared(Metric):  # does not say which way is better: the name rule decides
+        name = "logloss_like"
+
+        def _update(self, output, target):
+            pass
+
+        def compute(self):
+            return 0.0
+
+    x, y = _data()
+    stops = [EarlyStopping("valid_precision", patience=99), EarlyStopping("valid_precision", mode="min", patience=99),
+             EarlyStopping("valid_loss", patience=99), EarlyStopping("valid_logloss_like", patience=99)]
+    assert [s.mode for s in stops] == ["min", "min", "min", "min"]  # before fit: the name rule
+    ckpt = ModelCheckpoint(tmp_path, monitor="valid_precision")
+    learn = Learner(nn.Linear(4, 2), (x, y), (x, y), metrics=[Precision(), Undeclared()], batch_size=32,
+                    callbacks=[*stops, ckpt], progress=False)
+    learn.fit(1)
+    assert [s.mode for s in stops] == ["max", "min", "min", "min"]  # explicit mode= is kept
+    assert ckpt.mode == "max"

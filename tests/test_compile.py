@@ -24,10 +24,10 @@ def test_auto_policy_compiles_only_long_runs(monkeypatch, threshold, expect):
     learn = Learner(_model(), (x, y), batch_size=16, compile="auto", progress=False)
     learn.compile_policy = CompilePolicy("auto", auto_threshold_s=threshold, probe_steps=5)
     enabled = []
-    monkeypatch.setattr(learn._runner, "_enable", lambda: enabled.append(learn.step))
+    monkeypatch.setattr(learn._compiler, "_enable", lambda: enabled.append(learn.step))
     learn.fit(1)
     assert (enabled == [4]) is expect and (enabled == []) is (not expect)  # decided in the 5th step
-    assert learn._runner.decision is False  # _enable was stubbed, so nothing was compiled
+    assert learn._compiler.decision is False  # _enable was stubbed, so nothing was compiled
 
 
 def test_compile_flag_validation():
@@ -40,7 +40,7 @@ def test_compiled_step_trains_like_eager():
     eager = Learner(_model(), (x, y), (x, y), compile=False, lr=1e-2, metrics=["accuracy"], progress=False)
     compiled = Learner(_model(), (x, y), (x, y), compile=True, lr=1e-2, metrics=["accuracy"], progress=False)
     h_e, h_c = eager.fit(3), compiled.fit(3)
-    assert compiled._runner.compiled and not eager._runner.compiled
+    assert compiled._compiler.compiled and not eager._compiler.compiled
     assert h_c[-1]["valid_accuracy"] > 0.9
     for a, b in zip(h_e, h_c):
         assert a["train_loss"] == pytest.approx(b["train_loss"], rel=1e-3)
@@ -49,19 +49,35 @@ def test_compiled_step_trains_like_eager():
 
 @pytest.mark.parametrize("budget, expect", [(None, True), (1.5, False), (1e6, True)])
 def test_auto_policy_respects_a_time_budget(monkeypatch, budget, expect):
-    import time
-
-    from deepfit.engine.callbacks import TimeLimit
-
-    callbacks = [TimeLimit(budget)] if budget else []
-    learn = Learner(_model(), _data(), progress=False, callbacks=callbacks)
-    learn.compile_policy = CompilePolicy("auto", auto_threshold_s=3.0, probe_steps=5)
-    for cb in callbacks:
-        cb._t0 = time.monotonic()
-    runner = learn._runner
+    learn = Learner(_model(), _data(), progress=False, budget=budget)
+    if learn.budget is not None:
+        learn.budget.start()
+    compiler = learn._compiler
     enabled = []
-    monkeypatch.setattr(runner, "_enable", lambda: enabled.append(True))
-    runner.prepare(total_steps=1_000_000)
+    monkeypatch.setattr(compiler, "_enable", lambda: enabled.append(True))
+    compiler.prepare(CompilePolicy("auto", auto_threshold_s=3.0, probe_steps=5), total_steps=1_000_000)
     for _ in range(5):
-        runner._observe(0.01)  # projected eager time: 10,000 s
+        left = learn.budget.seconds_left() if learn.budget is not None else None
+        compiler.observe(0.01, stepped=True, budget_left=left)  # projected eager time: 10,000 s
+    assert bool(enabled) is expect
+
+
+@pytest.mark.parametrize("seconds, expect", [(1.5, False), (1e6, True)])
+def test_auto_policy_respects_a_time_limit_callback(monkeypatch, seconds, expect):
+    from deepfit import Callback
+    from deepfit.engine.callbacks import TimeLimit
+    from deepfit.errors import CancelFit
+
+    class StopAt10(Callback):
+        def on_batch_end(self, learner):
+            if learner.step == 10:
+                raise CancelFit()
+
+    limit = TimeLimit(seconds)
+    learn = Learner(_model(), _data(), progress=False, callbacks=[limit, StopAt10()])
+    learn.compile_policy = CompilePolicy("auto", auto_threshold_s=3.0, probe_steps=5)
+    enabled = []
+    monkeypatch.setattr(learn._compiler, "_enable", lambda: enabled.append(True))
+    learn.fit(100_000)  # projected eager time: hours; the TimeLimit hands its budget to the learner
+    assert learn.budget is limit.budget and learn.step == 10
     assert bool(enabled) is expect

@@ -12,6 +12,8 @@ MODULES = [
     "deepfit.engine.losses",
     "deepfit.engine.schedules",
     "deepfit.engine.learner",
+    "deepfit.engine.budget",
+    "deepfit.engine.callbacks.monitor",
     "deepfit.models.mlp",
     "deepfit.datasets",
     "deepfit.data.sources",
@@ -33,6 +35,7 @@ MODULES = [
     "deepfit.tasks.lm.task",
     "deepfit.tasks.settings",
     "deepfit.data.corpus",
+    "deepfit.sklearn",
 ]
 
 

@@ -61,6 +61,45 @@ def test_resume_mid_epoch_is_bit_exact(tmp_path, crash_step):
     assert strip(history) == strip(full_history)
 
 
+def test_resume_reads_callback_state_keyed_by_position(tmp_path):
+    """Checkpoints written before ``Callback.state_key`` keyed each callback's state by its
+    position in the sorted list, ``"{index}:{class name}"``; they still resume exactly."""
+    from deepfit.engine.callbacks import TimeLimit
+    from deepfit.engine.checkpoint import load_checkpoint, save_checkpoint
+
+    full = _learner(tmp_path / "full", callbacks=[TimeLimit(1e6)])
+    full_history = full.fit_one_cycle(5, 1e-2)
+    crashed = _learner(tmp_path / "run", callbacks=[TimeLimit(1e6), Crash(20)])
+    with pytest.raises(CallbackError, match="simulated crash"):
+        crashed.fit_one_cycle(5, 1e-2)
+    path = tmp_path / "run" / "last.ckpt"  # written at step 15, mid-epoch 2
+    state = load_checkpoint(path)
+    assert list(state["callbacks"]) == ["Crash", "TimeLimit", "EarlyStopping", "ModelCheckpoint"]
+    positions = enumerate(zip(crashed.callbacks, state["callbacks"].values()))
+    old = {f"{i}:{type(cb).__name__}": cb_state for i, (cb, cb_state) in positions}
+    assert list(old) == ["0:Crash", "1:TimeLimit", "2:EarlyStopping", "3:ModelCheckpoint"]
+    state["callbacks"] = old
+    del state["budget"]  # the learner's own budget state is newer too
+    save_checkpoint(state, path)
+
+    limit = TimeLimit(1e6)
+    resumed = _learner(tmp_path / "run", callbacks=[limit, Crash(-1)], init_seed=99)
+    stopping = next(cb for cb in resumed.callbacks if isinstance(cb, EarlyStopping))
+    loads = []
+    real_load = stopping.load_state_dict
+    stopping.load_state_dict = lambda st: (loads.append(st), real_load(st))
+    history = resumed.fit_one_cycle(5, 1e-2, resume=path)
+    stored = old["2:EarlyStopping"]
+    assert len(loads) == 1 and stored["best"] is not None
+    for key in ("best", "best_epoch", "wait"):
+        assert loads[0][key] == stored[key], key
+    assert limit.spent_before == old["1:TimeLimit"]["spent"] > 0
+    a, b = full.model.state_dict(), resumed.model.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    strip = lambda h: [{k: v for k, v in r.items() if k != "time"} for r in h]  # noqa: E731
+    assert strip(history) == strip(full_history)
+
+
 def test_resume_with_other_settings_is_refused(tmp_path):
     learn = _learner(tmp_path)
     learn.fit(2)

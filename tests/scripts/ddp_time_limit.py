@@ -23,7 +23,7 @@ from deepfit.engine.schedules import TimeCosine  # noqa: E402
 
 
 class LateStart(Callback):
-    order = 0  # before TimeLimit (40) reads its start time
+    order = 0  # fit-start callbacks all run before the budget starts its clock
 
     def on_fit_start(self, learner):
         if learner.dist.rank == 1:

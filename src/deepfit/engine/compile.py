@@ -1,9 +1,10 @@
-"""The training step, eager or compiled, and the policy deciding which.
+"""Whether to compile the training step, and the compiled function when it is.
 
-``StepRunner.train_step`` does one micro-batch: forward and loss under autocast, backward
-(scaled for fp16), and — on the last micro-batch of an optimizer step — gradient clipping,
-the optimizer step and ``zero_grad``. With ``compile`` on, the forward+loss (and with it the
-backward graph, through AOTAutograd) is compiled by ``torch.compile``.
+The step itself (forward and loss, backward, clipping, the optimizer step) is
+``Learner._train_step`` in ``engine/learner.py``. Here: :class:`CompilePolicy` (the ``compile=``
+argument) and :class:`StepCompiler`, which applies it and, once compiling is chosen, holds the
+forward+loss compiled by ``torch.compile`` (and with it the backward graph, through AOTAutograd),
+which the step then calls instead of the eager one.
 
 What is compiled, and why (measured on the 2-core CPU machines, torch 2.13; the study is
 quoted in BENCHMARKS.md): ``torch.compile`` of forward+loss with the fused AdamW kept eager
@@ -14,33 +15,32 @@ compiled optimizer forces a recompile. Fused AdamW alone already gives 1.16-1.39
 break-even of compiling is about 105 s of eager training.
 
 ``compile="auto"`` therefore times the first eager steps, projects the remaining eager run
-time, and compiles when that exceeds ``CompilePolicy.auto_threshold_s`` (120 s). The decision
-is stored in checkpoints, so a resumed run takes the same path (a checkpoint taken while the
-first steps are still being timed records no decision; the resumed run times them again).
+time, and compiles when that exceeds ``CompilePolicy.auto_threshold_s`` (120 s) — and the
+time budget left, when the run has one (compiling cannot pay within a short budget). The
+decision is stored in checkpoints, so a resumed run takes the same path (a checkpoint taken
+while the first steps are still being timed records no decision; the resumed run times them
+again).
 """
 
 from __future__ import annotations
 
-import time
+import math
 import warnings
-from contextlib import nullcontext
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import torch
 
-from deepfit.engine.callbacks.time_limit import TimeLimit
-from deepfit.engine.precision import autocast
 from deepfit.errors import ConfigError
 
-if TYPE_CHECKING:  # pragma: no cover
-    from deepfit.engine.learner import Learner
-
-__all__ = ["CompilePolicy", "StepRunner"]
+__all__ = ["CompilePolicy", "StepCompiler"]
 
 
 @dataclass(frozen=True)
 class CompilePolicy:
+    """The ``compile=`` argument: ``"on"``, ``"off"``, or ``"auto"`` (time ``probe_steps`` eager
+    steps, compile when the projected eager run exceeds ``auto_threshold_s`` seconds)."""
+
     mode: str  # "auto", "on" or "off"
     auto_threshold_s: float = 120.0
     probe_steps: int = 20
@@ -56,22 +56,32 @@ class CompilePolicy:
         raise ConfigError(f"compile must be True, False or 'auto', got {value!r}")
 
 
-class StepRunner:
-    """Runs training steps for a Learner; owns the compiled function when there is one."""
+class StepCompiler:
+    """Applies a :class:`CompilePolicy` to a learner's forward+loss.
 
-    def __init__(self, learner: Learner) -> None:
-        self.learner = learner
+    The training step calls :attr:`forward_loss` (eager until compiling is chosen); while
+    ``compile="auto"`` is timing the first steps (:attr:`timing`), the step reports each
+    micro-batch's duration to :meth:`observe`.
+
+    Args:
+        forward_loss: the eager ``f(inputs, target) -> loss``.
+    """
+
+    def __init__(self, forward_loss: Callable[[tuple[torch.Tensor, ...], torch.Tensor], torch.Tensor]) -> None:
+        self._eager = forward_loss
+        self.forward_loss = forward_loss
         self.compiled = False
         self.compiled_hint: bool | None = None  # from a checkpoint being resumed
-        self._forward_loss = self._eager_forward_loss
+        self._policy = CompilePolicy("off")
         self._probe: list[float] | None = None
-        self._remaining = 0
+        self._remaining = 0  # optimizer steps left in the fit
+        self._accumulate = 1
 
-    # -- policy
-
-    def prepare(self, total_steps: int) -> None:
-        policy = self.learner.compile_policy
+    def prepare(self, policy: CompilePolicy, *, total_steps: int, accumulate: int = 1) -> None:
+        """At fit start: compile now, keep eager, or (``"auto"``) start timing steps."""
+        self._policy = policy
         self._remaining = total_steps
+        self._accumulate = accumulate
         if self.compiled_hint is not None and policy.mode == "auto":
             want = self.compiled_hint
         else:
@@ -86,67 +96,32 @@ class StepRunner:
         """True/False once decided; None while ``compile="auto"`` is still timing steps."""
         return None if self._probe is not None else self.compiled
 
+    @property
+    def timing(self) -> bool:
+        """True while ``compile="auto"`` times steps: the step must then call :meth:`observe`."""
+        return self._probe is not None
+
+    def observe(self, seconds: float, *, stepped: bool, budget_left: float | None = None) -> None:
+        """One micro-batch took ``seconds`` (``stepped``: it ended an optimizer step). After
+        ``probe_steps`` of them, compile if the projected eager time left — capped by the
+        ``budget_left`` seconds of a time budget — exceeds the threshold."""
+        probe = self._probe
+        assert probe is not None
+        if stepped:
+            self._remaining -= 1
+        probe.append(seconds)
+        if len(probe) >= self._policy.probe_steps:
+            self._probe = None
+            steady = sorted(probe[2:])[len(probe[2:]) // 2]  # median, skipping warm-up steps
+            projected = steady * self._remaining * self._accumulate
+            if min(projected, math.inf if budget_left is None else budget_left) > self._policy.auto_threshold_s:
+                self._enable()
+
     def _enable(self) -> None:
         if self.compiled:
             return
         try:
-            self._forward_loss = torch.compile(self._eager_forward_loss, dynamic=False)
+            self.forward_loss = torch.compile(self._eager, dynamic=False)
             self.compiled = True
         except Exception as e:  # noqa: BLE001 - compile is an optimisation; fall back to eager
             warnings.warn(f"torch.compile is unavailable ({e}); training eagerly", stacklevel=3)
-
-    def _observe(self, seconds: float) -> None:
-        probe = self._probe
-        assert probe is not None
-        probe.append(seconds)
-        if len(probe) >= self.learner.compile_policy.probe_steps:
-            self._probe = None
-            steady = sorted(probe[2:])[len(probe[2:]) // 2]  # median, skipping warm-up steps
-            projected = steady * self._remaining * self.learner.accumulate
-            # A time budget (TimeLimit callback) caps the run: compiling cannot pay within it.
-            budgets = [cb.seconds - cb.elapsed() for cb in self.learner.callbacks if isinstance(cb, TimeLimit)]
-            if min([projected, *budgets]) > self.learner.compile_policy.auto_threshold_s:
-                self._enable()
-
-    # -- the step
-
-    def _eager_forward_loss(self, inputs: tuple[torch.Tensor, ...], target: torch.Tensor) -> torch.Tensor:
-        learner = self.learner
-        with autocast(learner.precision, learner.device):
-            output = learner._train_model(*inputs)
-            return learner.loss_fn(output, target)
-
-    def train_step(self, batch: tuple[torch.Tensor, ...], *, divisor: int, last_micro: bool) -> torch.Tensor:
-        """One micro-batch; ``divisor`` is the number of micro-batches in this optimizer step."""
-        learner = self.learner
-        t0 = time.perf_counter() if self._probe is not None else 0.0
-        *inputs, target = batch
-        no_sync = learner.dist.enabled and not last_micro
-        with learner._train_model.no_sync() if no_sync else nullcontext():
-            loss = self._forward_loss(tuple(inputs), target)
-            scaled = loss / divisor if divisor > 1 else loss
-            if learner.scaler is not None:
-                learner.scaler.scale(scaled).backward()
-            else:
-                scaled.backward()
-        if learner.callbacks.has("on_after_backward"):
-            learner.callbacks("on_after_backward", learner)
-        if last_micro:
-            optimizer = learner.optimizer
-            if learner.grad_clip is not None:
-                if learner.scaler is not None:
-                    learner.scaler.unscale_(optimizer)
-                torch.nn.utils.clip_grad_norm_(learner.model.parameters(), learner.grad_clip, foreach=True)
-            if learner.scaler is not None:
-                learner.scaler.step(optimizer)
-                learner.scaler.update()
-            else:
-                optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
-            self._remaining -= 1
-        if self._probe is not None:
-            # Timing needs the step finished; on CPU it is, on GPU only when we synchronise.
-            if learner.device.type == "cuda":
-                torch.cuda.synchronize(learner.device)
-            self._observe(time.perf_counter() - t0)
-        return loss.detach()

@@ -16,6 +16,8 @@ Design (see ARCHITECTURE.md, "Engine rules"):
   ``sync_every`` seconds (0.5 s) and at epoch end; that read also catches a NaN/inf loss.
 * In-memory data is batched by index slicing on the device (``deepfit.data.loader``).
 * Callbacks that do not define an event are never called.
+* A time budget (``budget=``, a :class:`~deepfit.engine.budget.Budget`) is checked after every
+  batch with one clock read; the fit ends after the batch that spends it.
 * Exact resume: the sample order is a function of (seed, epoch); checkpoints carry model,
   optimizer, scaler, RNG states, position, history and callback state.
 """
@@ -27,6 +29,7 @@ import os
 import sys
 import time
 from collections.abc import Callable, Iterable
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,9 +40,10 @@ from torch import nn
 from deepfit._version import __version__
 from deepfit.data.loader import BatchLoader, TensorBatches, make_loader
 from deepfit.engine import distributed
+from deepfit.engine.budget import Budget
 from deepfit.engine.callbacks import Callback, CallbackList, ModelCheckpoint, ProgressBar, ProgressLog
 from deepfit.engine.checkpoint import load_checkpoint, save_checkpoint
-from deepfit.engine.compile import CompilePolicy, StepRunner
+from deepfit.engine.compile import CompilePolicy, StepCompiler
 from deepfit.engine.losses import get_loss, infer_loss
 from deepfit.engine.optim import build_optimizer
 from deepfit.engine.precision import autocast, make_scaler, resolve_precision
@@ -106,6 +110,10 @@ class Learner:
         device: ``"auto"``, ``"cpu"``, ``"cuda"``, ...
         seed: seeds every RNG at the first fit and fixes the sample order.
         callbacks: extra :class:`Callback` objects.
+        budget: a time budget: seconds or a :class:`~deepfit.engine.budget.Budget`. Each fit
+            ends after the batch that spends it (and under ``torchrun`` all ranks end after the
+            same batch); a resumed fit gets what its checkpoint had left. Also read by
+            ``compile="auto"`` (compiling cannot pay within a short budget) and the progress lines.
         progress: show progress (a live bar on a terminal, one line per epoch otherwise).
         out_dir: run directory; when set, ``last.ckpt`` (each epoch and every
             ``checkpoint_every`` steps) and ``best.ckpt`` are written there.
@@ -139,6 +147,7 @@ class Learner:
         device: str | torch.device = "auto",
         seed: int = 0,
         callbacks: Iterable[Callback] = (),
+        budget: Budget | float | None = None,
         progress: bool = True,
         out_dir: str | os.PathLike | None = None,
         checkpoint_every: int | None = None,
@@ -186,13 +195,14 @@ class Learner:
         if self.out_dir is not None:
             builtin.append(ModelCheckpoint(self.out_dir, every_n_steps=checkpoint_every))
         self.callbacks = CallbackList([*builtin, *callbacks])
+        self.budget: Budget | None = _as_budget(budget)  # a TimeLimit callback sets it at fit start
         self._train_model: nn.Module = self.model
         if self.dist.enabled:
             from torch.nn.parallel import DistributedDataParallel
 
             ids = [self.device.index] if self.device.type == "cuda" else None
             self._train_model = DistributedDataParallel(self.model, device_ids=ids)
-        self._runner = StepRunner(self)
+        self._compiler = StepCompiler(self._forward_loss)
         self._seeded = False
         # Run state, read by callbacks.
         self.epoch = 0
@@ -213,6 +223,11 @@ class Learner:
     def is_main(self) -> bool:
         """True on the process that prints and writes files (rank 0)."""
         return self.dist.is_main
+
+    @property
+    def compiled(self) -> bool:
+        """True when the training step runs compiled (``compile=True``, or chosen by ``"auto"``)."""
+        return self._compiler.compiled
 
     def fit(
         self,
@@ -317,7 +332,7 @@ class Learner:
                     epoch += 1
                     it = loader.iterate(epoch)
                     batch = next(it)
-                loss = float(self._runner.train_step(batch, divisor=1, last_micro=True))  # sync is fine here
+                loss = float(self._train_step(batch, divisor=1, last_micro=True))  # sync is fine here
                 smooth = beta * smooth + (1 - beta) * loss
                 value = smooth / (1 - beta ** (i + 1))
                 lrs.append(lr)
@@ -365,7 +380,8 @@ class Learner:
             "epoch_time": self._epoch_time(),
             "history": self.history,
             "callbacks": self.callbacks.state_dict(),
-            "compiled": self._runner.decision,
+            "budget": self.budget.state_dict() if self.budget is not None else None,
+            "compiled": self._compiler.decision,
             "rng": get_rng_state(),
         }
         save_checkpoint(state, path)
@@ -394,9 +410,13 @@ class Learner:
         elif not self._seeded:
             seed_everything(self.seed)
         self._seeded = True
-        self._runner.prepare(total_steps=self.total_steps - self.step)
+        self._compiler.prepare(
+            self.compile_policy, total_steps=self.total_steps - self.step, accumulate=self.accumulate
+        )
         self._position = (start_epoch, start_batch)
         self.callbacks("on_fit_start", self)
+        if self.budget is not None:
+            self.budget.start(distributed=self.dist.enabled)
         try:
             for epoch in range(start_epoch, epochs):
                 self.epoch = epoch
@@ -426,7 +446,7 @@ class Learner:
     def _train_epoch(self, loader: BatchLoader, epoch: int, first: int) -> None:
         self._train_model.train()
         next_sync = time.monotonic() + self.sync_every
-        cbs = self.callbacks
+        cbs, budget = self.callbacks, self.budget
         for i, batch in enumerate(loader.iterate(epoch, first), start=first):
             self.batch_index = i
             micro = i % self.accumulate
@@ -436,7 +456,7 @@ class Learner:
             if micro == 0:
                 self._apply_schedule()
             cbs("on_batch_start", self)
-            self.loss = self._runner.train_step(batch, divisor=group, last_micro=last_micro)
+            self.loss = self._train_step(batch, divisor=group, last_micro=last_micro)
             self._loss_sum += self.loss.detach()  # stays on the device: no sync
             self._loss_count += 1
             self.stepped = last_micro
@@ -444,10 +464,57 @@ class Learner:
                 self.step += 1
             self._position = (epoch, i + 1)
             cbs("on_batch_end", self)
+            if budget is not None and budget.tick():
+                raise CancelFit(f"time budget of {budget.seconds:g}s spent")
             now = time.monotonic()
             if now >= next_sync:
                 self._sync_loss(where=f"in epoch {epoch + 1}")
                 next_sync = now + self.sync_every
+
+    def _train_step(self, batch: tuple[torch.Tensor, ...], *, divisor: int, last_micro: bool) -> torch.Tensor:
+        """One micro-batch; ``divisor`` is the number of micro-batches in this optimizer step.
+
+        Forward and loss under autocast (compiled, when :class:`StepCompiler` chose it), backward
+        (scaled for fp16; under DDP the gradient all-reduce waits for the last micro-batch), and
+        on the last micro-batch: gradient clipping, the optimizer step and ``zero_grad``.
+        """
+        timing = self._compiler.timing  # compile="auto" is timing the first steps
+        t0 = time.perf_counter() if timing else 0.0
+        *inputs, target = batch
+        no_sync = self.dist.enabled and not last_micro
+        with self._train_model.no_sync() if no_sync else nullcontext():
+            loss = self._compiler.forward_loss(tuple(inputs), target)
+            scaled = loss / divisor if divisor > 1 else loss
+            if self.scaler is not None:
+                self.scaler.scale(scaled).backward()
+            else:
+                scaled.backward()
+        if self.callbacks.has("on_after_backward"):
+            self.callbacks("on_after_backward", self)
+        if last_micro:
+            if self.grad_clip is not None:
+                if self.scaler is not None:
+                    self.scaler.unscale_(self.optimizer)
+                torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.grad_clip, foreach=True)
+            if self.scaler is not None:
+                self.scaler.step(self.optimizer)
+                self.scaler.update()
+            else:
+                self.optimizer.step()
+            self.optimizer.zero_grad(set_to_none=True)
+        if timing:
+            # Timing needs the step finished; on CPU it is, on GPU only when we synchronise.
+            if self.device.type == "cuda":
+                torch.cuda.synchronize(self.device)
+            left = self.budget.seconds_left() if self.budget is not None else None
+            self._compiler.observe(time.perf_counter() - t0, stepped=last_micro, budget_left=left)
+        return loss.detach()
+
+    def _forward_loss(self, inputs: tuple[torch.Tensor, ...], target: torch.Tensor) -> torch.Tensor:
+        """The eager forward pass and loss (what ``torch.compile`` compiles)."""
+        with autocast(self.precision, self.device):
+            output = self._train_model(*inputs)
+            return self.loss_fn(output, target)
 
     def _evaluate(self, loader: BatchLoader) -> dict[str, float]:
         self.model.eval()
@@ -592,9 +659,19 @@ class Learner:
         self._loss_count = state["loss_count"]
         self._time_before = state.get("epoch_time", 0.0)
         self.callbacks.load_state_dict(state["callbacks"])
-        self._runner.compiled_hint = state.get("compiled")
+        if self.budget is not None and state.get("budget") is not None:
+            self.budget.load_state_dict(state["budget"])
+        self._compiler.compiled_hint = state.get("compiled")
         set_rng_state(state["rng"])
         return state["epoch"], state["batch"]
+
+
+def _as_budget(budget: Budget | float | None) -> Budget | None:
+    if budget is None or isinstance(budget, Budget):
+        return budget
+    if isinstance(budget, (int, float)) and not isinstance(budget, bool):
+        return Budget(budget)
+    raise ConfigError(f"budget must be seconds (a number) or a Budget, got {budget!r}")
 
 
 def _set_group(group: dict, key: str, value: float) -> None:

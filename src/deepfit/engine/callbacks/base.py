@@ -13,7 +13,10 @@ Each receives the :class:`~deepfit.engine.learner.Learner`. A callback defines o
 it needs; ``CallbackList`` builds, once, the list of callbacks that override each event, so an
 event nobody defines costs nothing per step. Stop training by raising ``CancelFit`` (or
 ``CancelEpoch`` to end the epoch). Callbacks that carry state across epochs implement
-``state_dict``/``load_state_dict`` so that a resumed run continues exactly.
+``state_dict``/``load_state_dict`` so that a resumed run continues exactly; a checkpoint keeps
+each callback's state under its ``state_key`` (the class name, ``#1``, ``#2``... added for a
+second and third callback of one class), so adding or reordering other callbacks does not
+hand the state to the wrong one.
 """
 
 from __future__ import annotations
@@ -61,6 +64,14 @@ class Callback:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore what :meth:`state_dict` returned."""
 
+    @property
+    def state_key(self) -> str:
+        """The key of this callback's state in checkpoints (``CallbackList`` numbers repeats).
+
+        The class's qualified name; override it to tell apart two callbacks of one class
+        whose order in the list may change (e.g. from the monitored value)."""
+        return type(self).__qualname__
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
 
@@ -101,11 +112,26 @@ class CallbackList:
     def __len__(self) -> int:
         return len(self.callbacks)
 
+    def state_keys(self) -> list[str]:
+        """Each callback's key in checkpoints: its ``state_key``, with ``#k`` added to the k-th repeat."""
+        keys: list[str] = []
+        seen: dict[str, int] = {}
+        for cb in self.callbacks:
+            key = cb.state_key
+            k = seen[key] = seen.get(key, -1) + 1
+            keys.append(key if k == 0 else f"{key}#{k}")
+        return keys
+
     def state_dict(self) -> dict[str, Any]:
-        return {f"{i}:{type(cb).__name__}": cb.state_dict() for i, cb in enumerate(self.callbacks)}
+        return {key: cb.state_dict() for key, cb in zip(self.state_keys(), self.callbacks)}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        for i, cb in enumerate(self.callbacks):
-            key = f"{i}:{type(cb).__name__}"
+        """Restore each callback whose key is in ``state`` (callbacks the checkpoint lacks keep
+        their state). Reads checkpoints written before ``state_key`` too: those keyed each
+        callback by position, ``"{index}:{class name}"``."""
+        for i, (key, cb) in enumerate(zip(self.state_keys(), self.callbacks)):
+            old = f"{i}:{type(cb).__name__}"
             if key in state:
                 cb.load_state_dict(state[key])
+            elif old in state:
+                cb.load_state_dict(state[old])

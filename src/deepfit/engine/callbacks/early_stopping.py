@@ -8,30 +8,13 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from deepfit.engine.callbacks.base import Callback
+from deepfit.engine.callbacks.monitor import is_better, metric_mode, resolve_mode
 from deepfit.errors import CancelFit, ConfigError
 
 if TYPE_CHECKING:  # pragma: no cover
     from deepfit.engine.learner import Learner
 
 __all__ = ["EarlyStopping", "is_better"]
-
-
-def is_better(value: float, best: float | None, mode: str, min_delta: float = 0.0) -> bool:
-    if value != value:  # NaN never improves
-        return False
-    if best is None:
-        return True
-    return value < best - min_delta if mode == "min" else value > best + min_delta
-
-
-def resolve_mode(monitor: str, mode: str) -> str:
-    if mode in ("min", "max"):
-        return mode
-    if mode != "auto":
-        raise ConfigError(f"mode must be 'min', 'max' or 'auto', got {mode!r}")
-    lowered = monitor.lower()
-    higher = ("accuracy", "acc", "f1", "auroc", "auc", "r2")
-    return "max" if any(lowered.endswith(h) for h in higher) else "min"
 
 
 class EarlyStopping(Callback):
@@ -41,7 +24,8 @@ class EarlyStopping(Callback):
         monitor: a key of the epoch's history row, e.g. ``"valid_loss"`` or ``"valid_accuracy"``.
         patience: epochs without improvement before stopping.
         min_delta: the smallest change that counts as an improvement.
-        mode: ``"min"``, ``"max"``, or ``"auto"`` (from the name).
+        mode: ``"min"``, ``"max"``, or ``"auto"``: from the metric's ``higher_is_better`` when the
+            learner computes it (``valid_<metric name>``), else from the name (losses: min).
         restore_best: load the best epoch's weights when training ends.
     """
 
@@ -61,7 +45,8 @@ class EarlyStopping(Callback):
         self.monitor = monitor
         self.patience = patience
         self.min_delta = min_delta
-        self.mode = resolve_mode(monitor, mode)
+        self.mode = resolve_mode(monitor, mode)  # refined from the learner's metrics at fit start
+        self._auto = mode == "auto"
         self.restore_best = restore_best
         self.best: float | None = None
         self.best_epoch = -1
@@ -70,6 +55,8 @@ class EarlyStopping(Callback):
         self.stopped_epoch: int | None = None
 
     def on_fit_start(self, learner: Learner) -> None:
+        if self._auto:
+            self.mode = metric_mode(self.monitor, learner.metrics)
         if self.best is None:  # not resumed
             self.wait, self.best_epoch, self.best_weights = 0, -1, None
 

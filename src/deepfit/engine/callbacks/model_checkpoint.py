@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from deepfit.engine.callbacks.base import Callback
-from deepfit.engine.callbacks.early_stopping import is_better, resolve_mode
+from deepfit.engine.callbacks.monitor import is_better, metric_mode, resolve_mode
 from deepfit.errors import ConfigError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -27,7 +27,7 @@ class ModelCheckpoint(Callback):
         directory: the run directory.
         every_n_steps: also write ``last.ckpt`` every this many optimizer steps (mid-epoch).
         monitor: what decides ``best.ckpt`` (needs validation data for ``valid_*``).
-        mode: ``"min"``, ``"max"`` or ``"auto"``.
+        mode: ``"min"``, ``"max"`` or ``"auto"`` (as in :class:`EarlyStopping`: from the metric, else the name).
     """
 
     order = 80  # after EarlyStopping, so its state in the checkpoint is current
@@ -46,7 +46,8 @@ class ModelCheckpoint(Callback):
         self.directory = Path(directory)
         self.every_n_steps = every_n_steps
         self.monitor = monitor
-        self.mode = resolve_mode(monitor, mode)
+        self.mode = resolve_mode(monitor, mode)  # refined from the learner's metrics at fit start
+        self._auto = mode == "auto"
         self.save_best = save_best
         self.best: float | None = None
 
@@ -57,6 +58,10 @@ class ModelCheckpoint(Callback):
     @property
     def best_path(self) -> Path:
         return self.directory / "best.ckpt"
+
+    def on_fit_start(self, learner: Learner) -> None:
+        if self._auto:
+            self.mode = metric_mode(self.monitor, learner.metrics)
 
     def on_batch_end(self, learner: Learner) -> None:
         if self.every_n_steps and learner.step % self.every_n_steps == 0 and learner.batch_index + 1 < learner.num_batches:

@@ -31,14 +31,12 @@ def format_metrics(row: dict) -> str:
 
 
 def where(learner: Learner, epoch: int) -> str:
-    """``epoch 3/20`` — or, when a time limit ends the run (its epoch count is only a cap, e.g. the
+    """``epoch 3/20`` — or, when a time budget ends the run (its epoch count is only a cap, e.g. the
     language model's 4,000 validation intervals), ``epoch 3  step 750  12s/60s``."""
-    from deepfit.engine.callbacks.time_limit import TimeLimit
-
-    limit = next((cb for cb in learner.callbacks if isinstance(cb, TimeLimit)), None)
-    if limit is None:
+    budget = learner.budget
+    if budget is None:
         return f"epoch {epoch}/{learner.epochs}"
-    return f"epoch {epoch}  step {learner.step}  {limit.elapsed():.0f}s/{limit.seconds:.0f}s"
+    return f"epoch {epoch}  step {learner.step}  {budget.elapsed():.0f}s/{budget.seconds:.0f}s"
 
 
 class ProgressLog(Callback):

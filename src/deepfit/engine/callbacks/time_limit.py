@@ -1,12 +1,12 @@
-"""Stop training when a wall-clock budget is spent."""
+"""Stop training when a wall-clock budget is spent: the callback form of ``Learner(budget=...)``."""
 
 from __future__ import annotations
 
-import time
 from typing import TYPE_CHECKING, Any
 
+from deepfit.engine.budget import Budget
 from deepfit.engine.callbacks.base import Callback
-from deepfit.errors import CancelFit, ConfigError
+from deepfit.errors import ConfigError
 
 if TYPE_CHECKING:  # pragma: no cover
     from deepfit.engine.learner import Learner
@@ -15,63 +15,49 @@ __all__ = ["TimeLimit"]
 
 
 class TimeLimit(Callback):
-    """End ``fit`` after ``seconds`` of training (checked after every step: one clock read).
+    """End ``fit`` after ``seconds`` of training; a thin wrapper around a :class:`Budget`.
 
-    A run stopped by its time budget is not bit-for-bit reproducible (where it stops depends on
-    the machine's speed); everything before the stop is.
-
-    Under ``torchrun`` the ranks agree on the budget (the smallest one given: each rank may have
-    computed its own from what was left) and on the clock: after every step they take the
-    largest of their elapsed times (one 8-byte all-reduce). So all stop after the same step (a
-    rank that stopped alone would leave the others waiting in their next gradient all-reduce),
-    and a schedule driven by :meth:`elapsed` (``TimeCosine``) sets the same learning rate on
-    every rank, keeping the replicas identical.
+    ``Learner(model, data, budget=seconds)`` does the same without a callback. A TimeLimit
+    hands its budget to the learner when the fit starts; from then on the learner checks it
+    after every batch and stops after the batch that spends it, and the progress lines and
+    the ``compile="auto"`` policy read it (see :class:`~deepfit.engine.budget.Budget`, also for
+    how the ranks agree under ``torchrun``). ``seconds``, ``stopped`` and :meth:`elapsed` read
+    the budget, so a schedule can use ``clock=lambda: limit.elapsed() / limit.seconds``.
     """
 
-    order = 40  # before EarlyStopping, so the best weights are still restored at fit end
+    order = 40  # its budget is in place before the callbacks that follow it start
 
     def __init__(self, seconds: float) -> None:
-        if seconds <= 0:
-            raise ConfigError(f"time limit must be > 0 seconds, got {seconds}")
-        self.seconds = seconds
-        self.spent_before = 0.0
-        self._t0 = 0.0
-        self._shared: float | None = None  # under torch.distributed: the ranks' agreed elapsed time
-        self.stopped = False
+        self.budget = Budget(seconds)
 
-    def on_fit_start(self, learner: Learner) -> None:
-        self._shared = None
-        if learner.dist.enabled:
-            self.seconds = self._agree(self.seconds, "MIN")
-            self._shared = self._agree(self.spent_before, "MAX")
-        self._t0 = time.monotonic()
+    @property
+    def seconds(self) -> float:
+        return self.budget.seconds
 
-    @staticmethod
-    def _agree(value: float, op: str) -> float:
-        import torch
-        import torch.distributed as dist
+    @property
+    def stopped(self) -> bool:
+        """True once the budget ended a fit."""
+        return self.budget.stopped
 
-        t = torch.tensor([value], dtype=torch.float64)
-        dist.all_reduce(t, op=getattr(dist.ReduceOp, op))
-        return float(t.item())
-
-    def _clock(self) -> float:
-        return self.spent_before + time.monotonic() - self._t0
+    @property
+    def spent_before(self) -> float:
+        return self.budget.spent_before
 
     def elapsed(self) -> float:
-        """Seconds of training so far (under torch.distributed: as agreed after the last step)."""
-        return self._clock() if self._shared is None else self._shared
+        """Seconds of training so far (under torch.distributed: as agreed after the last batch)."""
+        return self.budget.elapsed()
 
-    def on_batch_end(self, learner: Learner) -> None:
-        spent = self._clock()
-        if self._shared is not None:
-            spent = self._shared = self._agree(spent, "MAX")
-        if spent > self.seconds:
-            self.stopped = True
-            raise CancelFit(f"time limit of {self.seconds:g}s reached")
+    def on_fit_start(self, learner: Learner) -> None:
+        if learner.budget is None:
+            learner.budget = self.budget
+        elif learner.budget is not self.budget:
+            raise ConfigError(
+                f"this Learner has a time budget already ({learner.budget!r}) and was given "
+                f"TimeLimit({self.seconds:g}) too; give it once: Learner(budget=...) or the TimeLimit callback"
+            )
 
     def state_dict(self) -> dict[str, Any]:
-        return {"spent": self.elapsed()}
+        return self.budget.state_dict()
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.spent_before = float(state["spent"])
+        self.budget.load_state_dict(state)

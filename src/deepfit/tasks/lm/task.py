@@ -174,7 +174,7 @@ class LMTask(Task):
             "vocab_size": tok.vocab_size, "parameters": predictor.model.num_parameters(), "steps": learner.step,
             "stopped_by_time_limit": bool(limit and limit.stopped), "tokenize_seconds": round(tokenize_s, 2),
             "train_seconds": round(train_s, 2), "eval_seconds": round(time.perf_counter() - t_eval, 2),
-            "fit_seconds": round(run.elapsed(), 2), "compiled": bool(learner._runner.compiled),
+            "fit_seconds": round(run.elapsed(), 2), "compiled": bool(learner.compiled),
             "unigram_nats_per_char": round(unigram_entropy(train_text), 4),
         }
         run.report = lambda path, p: write_lm_report(path, p, s, history)
