@@ -128,8 +128,11 @@ def _cmd_train(args: argparse.Namespace) -> int:
     settings = None if args.resume else settings_with(task_cls.Settings, chosen)
     predictor = fit(kind, args.data, settings, test=args.test, out=out, resume=args.resume, progress=not args.quiet,
                     given=chosen if args.resume else None)
-    print(task_cls.summary_line(predictor))
-    print(f"run directory: {out}  (report: {Path(out) / 'report.html'})")
+    from deepfit.engine.distributed import is_main_process
+
+    if is_main_process():  # under torchrun every rank returns the predictor; one prints
+        print(task_cls.summary_line(predictor))
+        print(f"run directory: {out}  (report: {Path(out) / 'report.html'})")
     return 0
 
 

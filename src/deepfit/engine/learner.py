@@ -54,7 +54,23 @@ from deepfit.metrics import Metric, get_metric
 
 __all__ = ["Learner", "LRFinderResult"]
 
-CHECKPOINT_VERSION = 1
+CHECKPOINT_VERSION = 2
+
+
+def _checkpoint_v1_to_v2(state: dict[str, Any]) -> dict[str, Any]:
+    """Version 2 (2026-12) stores every rank's RNG state (``rng_ranks``): version 1 stored rank 0's
+    only, so a resumed multi-process run gave every rank rank 0's dropout and augmentation
+    draws. A version-1 checkpoint resumes as it always did (each rank takes rank 0's state);
+    the keys added to version 1 over time without a version get their old meaning."""
+    state.setdefault("epoch_time", 0.0)
+    state.setdefault("compiled", None)
+    state.setdefault("budget", None)
+    state["rng_ranks"] = None
+    return state
+
+
+# checkpoint version -> the function that turns such a checkpoint into the next version.
+CHECKPOINT_MIGRATIONS = {1: _checkpoint_v1_to_v2}
 
 
 def _resolve_device(device: str | torch.device) -> torch.device:
@@ -348,8 +364,15 @@ class Learner:
         return LRFinderResult(lrs, losses)
 
     def save_checkpoint(self, path: str | os.PathLike) -> None:
-        """Write the full run state atomically (rank 0 only). Refuses NaN/inf weights or loss."""
+        """Write the full run state atomically (rank 0 writes; every rank's RNG state goes in it).
+        Refuses NaN/inf weights or loss."""
         self._sync_loss(where="before writing a checkpoint")
+        rng_ranks = [get_rng_state()]
+        if self.dist.enabled:  # the ranks draw different dropout masks and augmentations
+            import torch.distributed as dist
+
+            rng_ranks = [None] * self.dist.world_size
+            dist.all_gather_object(rng_ranks, get_rng_state())
         if not self.is_main:
             return
         bad = [name for name, p in self.model.named_parameters() if not torch.isfinite(p).all()]
@@ -382,7 +405,8 @@ class Learner:
             "callbacks": self.callbacks.state_dict(),
             "budget": self.budget.state_dict() if self.budget is not None else None,
             "compiled": self._compiler.decision,
-            "rng": get_rng_state(),
+            "rng": rng_ranks[0],
+            "rng_ranks": rng_ranks,
         }
         save_checkpoint(state, path)
 
@@ -632,6 +656,13 @@ class Learner:
 
     def _restore(self, path: str | os.PathLike, epochs: int, schedule: Schedule) -> tuple[int, int]:
         state = load_checkpoint(path, map_location=self.device)
+        version = state.get("version")
+        if not isinstance(version, int) or not 1 <= version <= CHECKPOINT_VERSION:
+            raise CheckpointError(f"{path} has checkpoint version {version!r}; this deepfit ({__version__}) reads "
+                                  f"versions 1..{CHECKPOINT_VERSION}. Upgrade deepfit to resume it")
+        while version < CHECKPOINT_VERSION:
+            state = CHECKPOINT_MIGRATIONS[version](state)
+            version += 1
         expected = {
             "epochs": epochs,
             "schedule": schedule.to_dict(),
@@ -657,12 +688,13 @@ class Learner:
         self.history = list(state["history"])
         self._loss_sum = state["loss_sum"].to(self.device)
         self._loss_count = state["loss_count"]
-        self._time_before = state.get("epoch_time", 0.0)
+        self._time_before = state["epoch_time"]
         self.callbacks.load_state_dict(state["callbacks"])
-        if self.budget is not None and state.get("budget") is not None:
+        if self.budget is not None and state["budget"] is not None:
             self.budget.load_state_dict(state["budget"])
-        self._compiler.compiled_hint = state.get("compiled")
-        set_rng_state(state["rng"])
+        self._compiler.compiled_hint = state["compiled"]
+        ranks = state["rng_ranks"]
+        set_rng_state(ranks[self.dist.rank] if ranks else state["rng"])
         return state["epoch"], state["batch"]
 
 
