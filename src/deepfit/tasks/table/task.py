@@ -12,6 +12,13 @@ loss (classification) or RMSE (regression), restoring the best weights, within t
 (:meth:`TableTask._bag`, ``ensemble.py``) → evaluate (:meth:`TableTask._evaluate`). The runner
 (``tasks/runner.py``) writes the artifact, ``metrics.json`` and ``report.html``.
 
+Under ``torchrun`` every rank reads and preprocesses the same table (deterministic), and each
+trains on its share of every batch (DDP; the batch size is the global batch, as in one process).
+What is decided against the clock — the ensemble size a time limit pays for, whether another
+model joins the ensemble — rank 0 decides and every rank follows (:func:`decided_by_rank0`);
+early stopping reads validation metrics reduced over the ranks, and the time limit is agreed
+by the engine, so all ranks stop together. Only rank 0 writes.
+
 Example:
     >>> from deepfit.tasks.table import TableSettings, fit_table                      # doctest: +SKIP
     >>> model = fit_table("credit.csv", TableSettings(target="Status", time_limit=60))  # doctest: +SKIP
@@ -27,11 +34,12 @@ import os
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import pandas as pd
 import torch
+import torch.distributed as dist
 
 from deepfit.data.sources import read_table
 from deepfit.data.split import split_indices
@@ -57,9 +65,28 @@ from deepfit.tasks.table.sizing import (BUDGET_BOUND_EPOCHS, BUDGET_BOUND_PATIEN
 from deepfit.tasks.table.text import (ngram_prior_of, penalise_like_logistic_regression, uses_ngram_penalty,
                                       wide_optimizer)
 
-__all__ = ["TableTask", "TableData", "TablePlan", "fit_table"]
+__all__ = ["TableTask", "TableData", "TablePlan", "fit_table", "decided_by_rank0"]
 
 Tensors = tuple[torch.Tensor, ...]  # the preprocessor's arrays, then the encoded target
+T = TypeVar("T")
+
+
+def _world_size() -> int:
+    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+
+
+def decided_by_rank0(value: T) -> T:
+    """``value`` as rank 0 has it, on every rank under torch.distributed (else ``value`` itself).
+
+    For what each rank would decide differently — anything read from the clock — so that all
+    ranks train the same models: a rank that decided alone would leave the others waiting in a
+    collective. Every rank must call it at the same point.
+    """
+    if _world_size() > 1:
+        box = [value]
+        dist.broadcast_object_list(box, src=0)
+        return box[0]
+    return value
 
 
 @dataclass
@@ -97,7 +124,7 @@ class TablePlan:
     """What is decided before training and kept by a resumed run (``run.json``'s ``plan``)."""
 
     k: int  # ensemble members
-    batch_size: int
+    batch_size: int  # per rank: the global batch (as one process would take) over the ranks
     budget_bound: bool  # the time limit, not early stopping, will end the run
     step_s: dict[int, float]  # sizing's measured step seconds by k ({} when not measured)
 
@@ -108,7 +135,7 @@ class TableTask(Task):
     kind = "table"
     Settings = TableSettings
     Predictor = TablePredictor
-    distributed = False
+    distributed = True
     describe = "a table (CSV/TSV/Parquet path, pandas DataFrame, 2-D NumPy array) and the target column to predict"
 
     settings: TableSettings
@@ -281,25 +308,33 @@ class TableTask(Task):
         return self.settings.time_limit * 0.95 - run.elapsed()
 
     def _plan(self, table: TableData, run: Run) -> TablePlan:
-        """The batch size, and the ensemble size a time budget pays for (sizing.py); a resumed
-        run keeps what it decided when it started."""
+        """The batch size, and the ensemble size a time budget pays for (sizing.py; measured on
+        rank 0, followed by every rank); a resumed run keeps what it decided when it started."""
         s = self.settings
         n_fit = len(table.fit_rows)
-        batch_size = min(s.batch_size or default_batch_size(n_fit), n_fit)
+        batch = min(s.batch_size or default_batch_size(n_fit), n_fit)  # the global batch
+        per_rank = math.ceil(batch / _world_size())
         if run.resuming:
-            return TablePlan(k=int(run.plan["ensemble_k"]), batch_size=batch_size,
+            return TablePlan(k=int(run.plan["ensemble_k"]), batch_size=per_rank,
                              budget_bound=bool(run.plan["budget_bound"]), step_s={})
         if not (s.time_limit and s.auto_k):
-            return TablePlan(k=s.k, batch_size=batch_size, budget_bound=False, step_s={})
-        steps = math.ceil(n_fit / batch_size)
+            return TablePlan(k=s.k, batch_size=per_rank, budget_bound=False, step_s={})
+        measured = self._size(table, run, per_rank, steps=math.ceil(n_fit / batch)) if run.is_main else None
+        plan: TablePlan = decided_by_rank0(measured)  # type: ignore[assignment]
+        if plan.k < s.k:
+            table.notes.append(f"ensemble of {plan.k} members instead of {s.k}, so that the time limit of "
+                               f"{s.time_limit:g}s still pays for enough epochs")
+        return plan
+
+    def _size(self, table: TableData, run: Run, batch_size: int, *, steps: int) -> TablePlan:
+        """Time a few training steps at ``k`` and at one member and keep the ``k`` the budget left
+        pays for (sizing.py); ``steps`` per epoch."""
+        s = self.settings
         k, step_s = size_ensemble(partial(self._model, table), [t[:batch_size] for t in table.train_t],
                                   self._loss(table), steps_per_epoch=steps, k_max=s.k,
                                   seconds=self._seconds_left(run) or 0.0)
         budget_bound = bool(step_s) and projected_epochs(step_s, k, steps_per_epoch=steps,
                                                          seconds=self._seconds_left(run) or 0.0) < BUDGET_BOUND_EPOCHS
-        if k < s.k:
-            table.notes.append(f"ensemble of {k} members instead of {s.k}, so that the time limit of "
-                               f"{s.time_limit:g}s still pays for enough epochs")
         return TablePlan(k=k, batch_size=batch_size, budget_bound=budget_bound, step_s=step_s)
 
     def _fit_one(self, table: TableData, plan: TablePlan, run: Run, model: TabularModel, seconds: float | None,
@@ -348,7 +383,7 @@ class TableTask(Task):
         s = self.settings
         models, bag_epochs = [first], [first_epochs]
         all_t: Tensors | None = None  # every training row, encoded once for the other carve-outs
-        while rule.wants_more(len(models), self._seconds_left(run)):
+        while decided_by_rank0(rule.wants_more(len(models), self._seconds_left(run))):
             seed = rule.seed(len(models))
             carve = None
             if rule.cross_fit:
