@@ -15,34 +15,41 @@ from safetensors.torch import load_file
 SCRIPTS = Path(__file__).parent / "scripts"
 
 
-def _children(pid: int) -> list[int]:
-    """The processes whose parent is ``pid`` (from /proc: no psutil here)."""
-    found = []
+def _descendants(pid: int) -> list[int]:
+    """Every process below ``pid`` (read from /proc; none where there is no /proc)."""
+    children: dict[int, list[int]] = {}
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
             fields = stat.read_text().rsplit(")", 1)[1].split()
-        except (OSError, IndexError):
-            continue  # the process ended meanwhile
-        if int(fields[1]) == pid:
-            found.append(int(stat.parent.name))
+        except OSError:
+            continue
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    found, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
     return found
 
 
-def kill_launch(proc: subprocess.Popen) -> None:
-    """SIGKILL a launch and every rank it started. torchrun starts each rank in a session of its
-    own, so killing the launcher's process group alone leaves the ranks running (and still
-    holding the launcher's stderr, so ``communicate()`` would wait for them to finish)."""
-    ranks = _children(proc.pid)  # before the launcher dies and its children move to init
-    for group in (proc.pid, *ranks):
+def kill_tree(proc: subprocess.Popen) -> None:
+    """SIGKILL a launcher, its process group and every process below it. torchrun starts each
+    rank in a session of its own, so killing the launcher's group alone leaves the ranks running."""
+    below = _descendants(proc.pid)
+    for pid in [proc.pid, *below]:
         try:
-            os.killpg(group, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
             pass
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
 
 
 def run_script(name: str, *args: object, ranks: int | None = None, timeout: float = 240) -> None:
-    """Run ``tests/scripts/NAME`` (under torchrun with ``ranks`` processes); on a timeout the launch
-    and every rank are killed, so a hung rank never outlives the test."""
+    """Run ``tests/scripts/NAME`` (under torchrun with ``ranks`` processes); on a timeout the
+    launcher and every rank are killed, so a hung rank never outlives the test."""
     launch = [sys.executable] + (["-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(ranks)]
                                  if ranks else [])
     proc = subprocess.Popen([*launch, str(SCRIPTS / name), *map(str, args)], env={**os.environ, "OMP_NUM_THREADS": "1"},
@@ -50,7 +57,7 @@ def run_script(name: str, *args: object, ranks: int | None = None, timeout: floa
     try:
         _, err = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
-        kill_launch(proc)
+        kill_tree(proc)
         proc.communicate()
         raise
     assert proc.returncode == 0, err[-3000:]
@@ -125,7 +132,7 @@ def _finish(proc: subprocess.Popen, timeout: float = 240) -> None:
     try:
         _, err = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
-        kill_launch(proc)
+        kill_tree(proc)
         proc.communicate()
         raise
     assert proc.returncode == 0, err[-3000:]
@@ -139,11 +146,11 @@ def _kill_after_first_checkpoint(proc: subprocess.Popen, run: Path) -> None:
     deadline = time.monotonic() + 240
     while not (work / "last.ckpt").exists():
         if proc.poll() is not None or time.monotonic() > deadline:
-            kill_launch(proc)
+            kill_tree(proc)
             pytest.fail(f"the run ended or stalled before its first checkpoint: {proc.communicate()[1][-2000:]}")
         time.sleep(0.005)
     time.sleep(0.2)
-    kill_launch(proc)  # every rank and the launcher, mid-training
+    kill_tree(proc)  # every rank and the launcher, mid-training
     proc.communicate()
     assert not run.exists(), "the run finished before the kill: the test proved nothing"
 
@@ -158,16 +165,36 @@ def test_two_process_run_killed_mid_way_resumes_to_the_uninterrupted_weights(tmp
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
-def test_tasks_that_do_not_split_work_across_ranks_refuse_torchrun_clearly(tmp_path, monkeypatch):
-    import pandas as pd
-
+def test_a_task_that_does_not_split_its_work_refuses_torchrun_before_writing(tmp_path, monkeypatch):
     from deepfit.errors import DistributedError
-    from deepfit.tasks.table import TableSettings, fit_table
 
+    from deepfit.tasks import TASK_MODULES
+    from deepfit.tasks.base import TASKS, BasePredictor, Task
+    from deepfit.tasks.runner import fit
+
+    class OneProcess(Task):  # a task that does not split its work across ranks
+        kind = "one_process_test"
+        Predictor = BasePredictor
+        describe = "nothing"
+
+        @classmethod
+        def accepts(cls, data, hints):
+            return False
+
+        @classmethod
+        def settings_from_cli(cls, args, given):
+            return {}
+
+        def train(self, data, run, *, test=None):
+            raise AssertionError("must not start")
+
+    monkeypatch.setitem(TASK_MODULES, OneProcess.kind, __name__)
     monkeypatch.setenv("WORLD_SIZE", "2")
-    frame = pd.DataFrame({"x": range(40), "y": [0, 1] * 20})
-    with pytest.raises(DistributedError, match="one process only, but WORLD_SIZE=2.*without torchrun"):
-        fit_table(frame, TableSettings(target="y"), out=tmp_path / "t")
+    try:
+        with pytest.raises(DistributedError, match="one process only, but WORLD_SIZE=2.*without torchrun"):
+            fit(OneProcess.kind, None, object(), out=tmp_path / "t")
+    finally:
+        TASKS.pop(OneProcess.kind, None)
     assert sorted(p.name for p in tmp_path.iterdir()) == []  # nothing written
 
 
@@ -208,8 +235,8 @@ def test_image_runs_train_under_torchrun_with_rank_0_deciding_the_epochs(tmp_pat
 
 
 def test_two_process_image_run_killed_mid_way_resumes_to_the_uninterrupted_weights(tmp_path):
-    # 86 training images, batches of 16 per rank: every batch, the last one (22) too, splits evenly,
-    # so both ranks draw the same random numbers and rank 0's random state in the checkpoint fits both.
+    # 86 training images, batches of 16 per rank (checkpoints hold every rank's random state, so
+    # uneven last batches resume exactly too: see the bundled-dataset test above).
     data = _digit_pngs(tmp_path / "digits")
     launch = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
               str(SCRIPTS / "ddp_images_resume.py"), str(data)]
@@ -222,5 +249,78 @@ def test_two_process_image_run_killed_mid_way_resumes_to_the_uninterrupted_weigh
     run = tmp_path / "killed"
     _kill_after_first_checkpoint(start(run), run)
     _finish(start(run, "--resume"))
+    a, b = load_file(tmp_path / "full" / "model.safetensors"), load_file(run / "model.safetensors")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def _table_csvs(folder: Path) -> tuple[Path, Path]:
+    """credit_data (4,454 real loans, target Status: 72 % good) and a small, clearly learnable
+    text table (three sentiment words per row among filler words)."""
+    import numpy as np
+    import pandas as pd
+
+    from deepfit import datasets
+
+    credit = folder / "credit.csv"
+    datasets.rdataset("modeldata", "credit_data").to_csv(credit, index=False)
+    rng = np.random.default_rng(0)
+    good, bad = ["great", "fine", "lovely", "happy", "nice"], ["awful", "sad", "poor", "bad", "dull"]
+    label = rng.integers(0, 2, 240)
+    text = [" ".join(rng.choice(good if y else bad, 3)) + " " + " ".join(rng.choice(["the", "a", "it", "was", "so"], 3))
+            for y in label]
+    reviews = folder / "reviews.csv"
+    pd.DataFrame({"text": text, "y": np.where(label, "pos", "neg")}).to_csv(reviews, index=False)
+    return credit, reviews
+
+
+@pytest.mark.parametrize("case", ["timed", "text"])
+def test_table_trains_under_torchrun_with_rank_0_deciding_and_writing(tmp_path, case):
+    """timed: a time limit, so rank 0 sizes the ensemble and decides whether another model joins;
+    text: text_bags models, each on its own carve-out. Both: one model on both ranks, one run."""
+    from deepfit.tasks import load
+
+    credit, reviews = _table_csvs(tmp_path)
+    out, prefix = tmp_path / "run", tmp_path / "weights"
+    run_script("ddp_table.py", case, credit if case == "timed" else reviews, out, prefix, ranks=2, timeout=300)
+    a, b = (load_file(f"{prefix}.{r}.safetensors") for r in (0, 1))
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k  # one model: the replicas never drifted
+    seen = [json.loads(Path(f"{prefix}.{r}.json").read_text()) for r in (0, 1)]
+    assert seen[0] == seen[1] and seen[0]["world"] == 2  # the same decisions and metrics on both ranks
+    assert not (tmp_path / "run.incomplete").exists()
+    assert {"deepfit.json", "model.safetensors", "metrics.json", "report.html", "run.json"} <= {p.name for p in out.iterdir()}
+    model = load(out)
+    info = seen[0]["info"]
+    assert model.metrics == pytest.approx(seen[0]["metrics"])
+    plan = json.loads((out / "run.json").read_text())["plan"]
+    assert plan["ensemble_k"] == info["ensemble_k"] == model.info["ensemble_k"]
+    if case == "timed":
+        assert info["sizing_step_s"]  # rank 0 timed the ensemble
+        assert model.metrics["test_accuracy"] > 0.75  # majority class: 0.72
+    else:
+        assert info["bags"] == 2
+        assert model.metrics["test_accuracy"] > 0.9
+
+
+def test_two_process_table_run_killed_mid_way_resumes_to_the_uninterrupted_weights(tmp_path):
+    import time
+
+    credit, _ = _table_csvs(tmp_path)
+    args = ["--target", "Status", "--epochs", "20", "--checkpoint-every", "5", "--seed", "1", "--quiet"]
+    _finish(_torchrun_cli("train", credit, "--out", tmp_path / "full", *args), timeout=300)
+    run, work = tmp_path / "killed", tmp_path / "killed.incomplete"
+    proc = _torchrun_cli("train", credit, "--out", run, *args)
+    deadline = time.monotonic() + 300
+    while not (work / "last.ckpt").exists():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            kill_tree(proc)
+            pytest.fail(f"the run ended or stalled before its first checkpoint: {proc.communicate()[1][-2000:]}")
+        time.sleep(0.005)
+    time.sleep(0.05)
+    kill_tree(proc)  # every rank and the launcher, mid-training
+    proc.communicate()
+    assert not run.exists(), "the run finished before the kill: the test proved nothing"
+    _finish(_torchrun_cli("train", credit, "--out", run, "--resume", "--quiet"), timeout=300)
     a, b = load_file(tmp_path / "full" / "model.safetensors"), load_file(run / "model.safetensors")
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)

@@ -1,4 +1,4 @@
-"""A time budget sizes the tabular ensemble and shapes its learning rate (tasks/table_sizing.py)."""
+"""A time budget sizes the tabular ensemble and shapes its learning rate (tasks/table/sizing.py)."""
 
 import numpy as np
 import pandas as pd
@@ -8,7 +8,7 @@ import torch
 import deepfit
 from deepfit.engine.schedules import TimeCosine
 from deepfit.errors import ConfigError
-from deepfit.tasks.table_sizing import choose_k, time_train_step
+from deepfit.tasks.table.sizing import choose_k, time_train_step
 
 
 def test_choose_k_keeps_members_while_the_budget_pays_for_the_epochs():
@@ -130,10 +130,11 @@ def test_ple_versions_in_an_artifact_are_checked_and_old_artifacts_load_as_versi
                                     progress=False)
         models[version].save(tmp_path / version)
         assert deepfit.load(tmp_path / version).model.ple_version == version
-    # An artifact written before ple_version was stored: its config has no such key, and it was "a".
+    # An artifact written before ple_version was stored (format 1): its config has no such key, and it was "a".
     meta_path = tmp_path / "a" / "deepfit.json"
     meta = json.loads(meta_path.read_text())
     del meta["model"]["config"]["ple_version"]
+    meta["format_version"] = 1
     meta_path.write_text(json.dumps(meta))
     old = deepfit.load(tmp_path / "a")
     assert old.model.ple_version == "a"
@@ -154,6 +155,7 @@ def test_settings_of_a_run_from_before_the_embedding_options_resume_as_they_star
     now = TableSettings(target="y")
     assert (now.ple_version, now.mix_bags, now.monitor) == ("b", True, "auto")
     assert TableSettings.from_json(now.to_json()) == now
-    old = {k: v for k, v in now.to_json().items() if k not in ("ple_version", "mix_bags", "monitor")}
+    # run.json of that time: no version (1), and none of these keys
+    old = {k: v for k, v in now.to_json().items() if k not in ("version", "ple_version", "mix_bags", "monitor")}
     again = TableSettings.from_json(old)
     assert (again.ple_version, again.mix_bags, again.monitor) == ("a", False, "metric")

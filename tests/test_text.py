@@ -105,12 +105,12 @@ def test_wide_learning_rate_scale_puts_the_ngram_logits_in_their_own_group():
 
     from deepfit.engine.optim import build_optimizer
     from deepfit.models.tabular import TabularModel
-    from deepfit.tasks.table import _wide_optimizer
+    from deepfit.tasks.table.text import wide_optimizer
 
     spec = {"n_num": 1, "num_bins": [None], "cat_cardinalities": [], "n_text": 1, "text_buckets": 50,
             "token_vocab": 10, "max_tokens": 4}
     model = TabularModel(spec, n_outputs=2, k=2, width=8)
-    opt = build_optimizer(_wide_optimizer(model.text_linear.weight, 10.0), model, lr=2e-3, weight_decay=3e-4)
+    opt = build_optimizer(wide_optimizer(model.text_linear.weight, 10.0), model, lr=2e-3, weight_decay=3e-4)
     scaled = [g for g in opt.param_groups if g.get("lr_scale") == 10.0]
     assert len(scaled) == 1 and scaled[0]["params"] == [model.text_linear.weight]
     assert sum(len(g["params"]) for g in opt.param_groups) == len(list(model.parameters()))

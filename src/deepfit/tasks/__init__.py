@@ -47,7 +47,8 @@ def task_classes() -> dict[str, type[Task]]:
 
     for module in TASK_MODULES.values():
         importlib.import_module(module)
-    return {kind: TASKS[kind] for kind in TASK_MODULES}
+    # Temporary: a module that defines no Task yet (tasks/images.py until its port) is skipped.
+    return {kind: TASKS[kind] for kind in TASK_MODULES if kind in TASKS}
 
 
 def route(data: Any, *, task: str | None = None, target: str | None = None,

@@ -79,7 +79,8 @@ def _run_v1_to_v2(d: dict[str, Any], kind: str) -> dict[str, Any]:
     """run.json before it had a version (deepfit <= cd228c3): each task had its own layout.
 
     - table: ``{settings, data, data_sha256, test, ensemble_k, budget_bound}`` (the last two
-      missing in runs from before time budgets sized the ensemble);
+      missing in runs from before time budgets sized the ensemble: those trained the asked
+      ``k``, 16 by default, and were not budget-bound);
     - image: ``{settings, data, data_sha256, test, plan}``;
     - lm: ``{settings, data, text_sha256, tokenizer}``;
     - arrays (bundled datasets): the settings at the top level.
@@ -92,7 +93,10 @@ def _run_v1_to_v2(d: dict[str, Any], kind: str) -> dict[str, Any]:
     out = {"kind": kind, "settings": d.get("settings"), "data": d.get("data"), "test": d.get("test"),
            "data_sha256": d.get("data_sha256", d.get("text_sha256"))}
     if kind == "table":
-        out["plan"] = {k: d[k] for k in ("ensemble_k", "budget_bound") if k in d}
+        # A run from before time budgets sized the ensemble trained the k it was asked for.
+        settings = d.get("settings") if isinstance(d.get("settings"), dict) else {}
+        out["plan"] = {"ensemble_k": d.get("ensemble_k", settings.get("k", 16)),
+                       "budget_bound": d.get("budget_bound", False)}
     elif kind == "lm":
         out["plan"] = {"tokenizer": d["tokenizer"]} if "tokenizer" in d else {}
     else:

@@ -6,12 +6,17 @@ from __future__ import annotations
 
 import html
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
+from deepfit.data.table import parse_sequence
 from deepfit.report import confusion_matrix_html, scatter_svg, table_html, write_report
+from deepfit.tasks.table.labels import class_labels
+
+if TYPE_CHECKING:  # pragma: no cover
+    from deepfit.tasks.table.predictor import TablePredictor
 
 __all__ = ["table_report"]
 
@@ -19,8 +24,11 @@ WORST_ROWS = 10
 SEQ_SHOWN = 8  # numbers of a sequence value shown in the worst-rows table
 
 
-def table_report(path: Path, *, predictor: Any, infos: dict[str, Any], history: list[dict[str, Any]],
+def table_report(path: Path, *, predictor: TablePredictor, infos: dict[str, Any], history: list[dict[str, Any]],
                  eval_frame: pd.DataFrame) -> Path:
+    """Write ``report.html`` for a trained table model; ``infos`` are the column types of the
+    training table, ``eval_frame`` the rows the confusion matrix / residuals and the worst rows
+    come from (the test rows, else the validation rows)."""
     info = predictor.info
     target = predictor.target_name
     summary = {
@@ -84,8 +92,6 @@ def table_report(path: Path, *, predictor: Any, infos: dict[str, Any], history: 
 
 
 def _short_sequence(value: Any) -> str:
-    from deepfit.data.table import parse_sequence
-
     arr = parse_sequence(value)
     if arr is None:
         return ""
@@ -94,8 +100,6 @@ def _short_sequence(value: Any) -> str:
     return f"[{head}{more}] ({arr.shape[0]}x{arr.shape[1]})"
 
 
-def _labels_like(predictor: Any, values: pd.Series) -> pd.Series:
-    from deepfit.tasks.table import _class_labels
-
+def _labels_like(predictor: TablePredictor, values: pd.Series) -> pd.Series:
     kinds = {c["name"]: c["kind"] for c in predictor.columns}
-    return _class_labels(values, kinds.get(predictor.target_name, "category"))
+    return class_labels(values, kinds.get(predictor.target_name, "category"))

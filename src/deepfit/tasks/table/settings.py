@@ -1,0 +1,117 @@
+"""Settings of the table task: everything that decides a table run (stored in ``run.json``).
+
+Version 2 (the one-shape refactor) is the first with a ``version``; a version-1 ``run.json``
+(no version) is read through :func:`_v1_to_v2_before_version_b_embeddings`. Unknown keys are
+an error naming the key (``TaskSettings.from_json``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from deepfit.errors import ConfigError
+from deepfit.tasks.settings import TaskSettings
+
+__all__ = ["TableSettings"]
+
+
+def _v1_to_v2_before_version_b_embeddings(d: dict[str, Any]) -> dict[str, Any]:
+    """A version-1 ``run.json`` (deepfit <= cd228c3, no ``version``) may come from a run started
+    before these seven settings existed; such a run trained version-"a" number embeddings,
+    unmixed bags, early stopping on the metric, one model per text table, and text n-grams
+    without the logistic-regression penalty, prior or faster learning rate (commits ab22695,
+    5797998, f502171). Resuming it must rebuild the same models, so a missing key takes the
+    value of that time, not today's default; keys that are present keep their value."""
+    before = {"ple_version": "a", "mix_bags": False, "monitor": "metric", "text_bags": 1, "wide_lr_scale": 1.0,
+              "ngram_c": None, "ngram_nb": False}
+    return {**before, **d}
+
+
+@dataclass(frozen=True)
+class TableSettings(TaskSettings):
+    """Everything that decides a table run (stored in ``run.json`` for ``--resume``).
+
+    Example:
+        >>> s = TableSettings(target="price", time_limit=60)
+        >>> TableSettings.from_json(s.to_json()) == s
+        True
+    """
+
+    VERSION = 2
+    MIGRATIONS = {1: _v1_to_v2_before_version_b_embeddings}
+
+    target: str
+    task: str = "auto"
+    types: dict[str, str] = field(default_factory=dict)
+    time_limit: float | None = None
+    seed: int = 0
+    test_size: float = 0.2
+    valid_size: float = 0.2
+    split_by: str | None = None
+    group: str | None = None
+    max_epochs: int = 200
+    patience: int = 8
+    # Early stopping watches the validation "loss" or "metric" (accuracy / RMSE); "auto": the loss
+    # when classifying (smooth, where accuracy on a few hundred rows moves in coarse steps), the
+    # ensemble's RMSE when regressing (the figure reported, and already smooth).
+    monitor: str = "auto"
+    batch_size: int | None = None  # None: 256 (512 from 20k rows), smaller for small tables (sizing.py)
+    lr: float = 2e-3
+    weight_decay: float = 3e-4
+    label_smoothing: float = 0.1
+    k: int = 16
+    width: int = 256
+    depth: int = 3
+    dropout: float = 0.1
+    # Number embeddings: "b" = linear + piecewise-linear (TabM's default), "a" = ReLU(piecewise-linear).
+    ple_version: str = "b"
+    text_dim: int = 0  # width of the transformer over text tokens; 0 = n-grams and style numbers only
+    text_layers: int = 1
+    text_tokenizer: str = "bpe"  # tokens for the transformer: "bpe" or "char"
+    # Learning-rate multiplier of the text n-gram logits (the "wide" part): 10 converges in ~3
+    # epochs instead of ~20, so the penalised n-gram weights below reach their optimum quickly.
+    wide_lr_scale: float = 10.0
+    # Classifying with text, the n-gram weights are regularised as in a logistic regression: an
+    # L2 penalty of strength 1 / (ngram_c x training rows) (None: none, only the optimizer's weight
+    # decay), and with ngram_nb each n-gram's weights scaled by its naive-Bayes log-count ratio
+    # (NBSVM, Wang & Manning 2012). Measured: see BENCHMARKS.md §7.
+    ngram_c: float | None = 10.0
+    ngram_nb: bool = True
+    # With a time limit: full LR for this share of the budget, then cosine decay to
+    # final_lr_frac x lr by its end (1.0 = constant LR throughout).
+    lr_hold: float = 0.5
+    # With a time limit: fewer ensemble members (k) when k would leave too few epochs (sizing.py).
+    auto_k: bool = True
+    # With a time limit: more models, each from its own seed, while the budget still pays for
+    # one, averaged with the first (a deep ensemble).
+    max_bags: int = 4
+    # With a text column: models averaged, each early-stopped on its own validation carve-out of
+    # the training rows (a text's wide n-gram part is convex and starts from zero, so only other
+    # rows make its models differ). Without a time limit this many are trained; with one, the
+    # spare-budget models above get their own carve-outs. 1 = one model, as for other tables.
+    text_bags: int = 3
+    # Extra models alternate the number embedding ("b", "a", "b", ...): a more diverse average
+    # (see BENCHMARKS.md §3, hpc_data).
+    mix_bags: bool = True
+    final_lr_frac: float = 0.01
+    checkpoint_every: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.task not in ("auto", "classify", "regress"):
+            raise ConfigError(f"task must be 'auto', 'classify' or 'regress', got {self.task!r}")
+        if self.ple_version not in ("a", "b"):
+            raise ConfigError(f"ple_version must be 'a' or 'b', got {self.ple_version!r}")
+        if self.monitor not in ("auto", "loss", "metric"):
+            raise ConfigError(f"monitor must be 'auto', 'loss' or 'metric', got {self.monitor!r}")
+        if not 0 <= self.test_size < 1:
+            raise ConfigError(f"test_size must be in [0, 1), got {self.test_size}")
+        if not 0 < self.valid_size < 1:
+            raise ConfigError(f"valid_size must be in (0, 1), got {self.valid_size}")
+        if isinstance(self.text_bags, bool) or not isinstance(self.text_bags, int) or not 1 <= self.text_bags <= 16:
+            raise ConfigError(f"text_bags must be an integer from 1 to 16, got {self.text_bags!r}")
+        if self.ngram_c is not None and (isinstance(self.ngram_c, bool) or not isinstance(self.ngram_c, (int, float))
+                                         or not self.ngram_c > 0):
+            raise ConfigError(f"ngram_c must be a number > 0 (or None: no penalty), got {self.ngram_c!r}")
+        if self.time_limit is not None and self.time_limit <= 0:
+            raise ConfigError(f"time_limit must be > 0 seconds, got {self.time_limit}")

@@ -1,0 +1,438 @@
+"""The table task: typed columns in, a trained :class:`TablePredictor` and a run directory out.
+
+The path, step by step (one method each): read the table → find the target (suggesting close
+names) → infer column types (overridable) → drop rows without a target (said in the report) →
+split off a test set (stratified for classification; or by time, or by group; or the ``test``
+data given) → carve a validation set out of the training rows → fit the preprocessing on the
+training rows only (:meth:`TableTask._prepare`) → with a time limit, size the ensemble to it
+(:meth:`TableTask._plan`, ``sizing.py``) → train a TabM-style ensemble
+(``deepfit.models.tabular``) with AdamW, label smoothing and early stopping on the validation
+loss (classification) or RMSE (regression), restoring the best weights, within the time budget
+(:meth:`TableTask._fit_one`) → more models while the budget or ``text_bags`` ask for them
+(:meth:`TableTask._bag`, ``ensemble.py``) → evaluate (:meth:`TableTask._evaluate`). The runner
+(``tasks/runner.py``) writes the artifact, ``metrics.json`` and ``report.html``.
+
+Under ``torchrun`` every rank reads and preprocesses the same table (deterministic), and each
+trains on its share of every batch (DDP; the batch size is the global batch, as in one process).
+What is decided against the clock — the ensemble size a time limit pays for, whether another
+model joins the ensemble — rank 0 decides and every rank follows (:func:`decided_by_rank0`);
+early stopping reads validation metrics reduced over the ranks, and the time limit is agreed
+by the engine, so all ranks stop together. Only rank 0 writes.
+
+Example:
+    >>> from deepfit.tasks.table import TableSettings, fit_table                      # doctest: +SKIP
+    >>> model = fit_table("credit.csv", TableSettings(target="Status", time_limit=60))  # doctest: +SKIP
+    >>> model.metrics["test_accuracy"]                                                 # doctest: +SKIP
+    0.80
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import Any, TypeVar
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.distributed as dist
+
+from deepfit.data.sources import read_table
+from deepfit.data.split import split_indices
+from deepfit.data.table import ColumnInfo, coerce_column, find_column, infer_types
+from deepfit.engine.callbacks import CSVLogger, EarlyStopping, TimeLimit
+from deepfit.engine.learner import Learner
+from deepfit.engine.precision import cpu_has_fast_bf16
+from deepfit.engine.rng import seed_everything
+from deepfit.engine.schedules import TimeCosine
+from deepfit.errors import ConfigError, DataError
+from deepfit.features.preprocessor import SUPPORTED_KINDS, TablePreprocessor
+from deepfit.features.target import make_target
+from deepfit.models.tabular import TabularBag, TabularModel, ensemble_loss
+from deepfit.tasks.base import Task
+from deepfit.tasks.runner import Run, fit, source_name
+from deepfit.tasks.table.ensemble import BagRule, EnsembleMetric
+from deepfit.tasks.table.labels import clean_target
+from deepfit.tasks.table.predictor import TablePredictor
+from deepfit.tasks.table.report import table_report
+from deepfit.tasks.table.settings import TableSettings
+from deepfit.tasks.table.sizing import (BUDGET_BOUND_EPOCHS, BUDGET_BOUND_PATIENCE, default_batch_size,
+                                        projected_epochs, size_ensemble)
+from deepfit.tasks.table.text import (ngram_prior_of, penalise_like_logistic_regression, uses_ngram_penalty,
+                                      wide_optimizer)
+
+__all__ = ["TableTask", "TableData", "TablePlan", "fit_table", "decided_by_rank0"]
+
+Tensors = tuple[torch.Tensor, ...]  # the preprocessor's arrays, then the encoded target
+T = TypeVar("T")
+
+
+def _world_size() -> int:
+    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+
+
+def decided_by_rank0(value: T) -> T:
+    """``value`` as rank 0 has it, on every rank under torch.distributed (else ``value`` itself).
+
+    For what each rank would decide differently — anything read from the clock — so that all
+    ranks train the same models: a rank that decided alone would leave the others waiting in a
+    collective. Every rank must call it at the same point.
+    """
+    if _world_size() > 1:
+        box = [value]
+        dist.broadcast_object_list(box, src=0)
+        return box[0]
+    return value
+
+
+@dataclass
+class TableData:
+    """A table read, cleaned, split and encoded: everything training needs before any model."""
+
+    source: str
+    target: str
+    task: str  # "classify" or "regress"
+    infos: dict[str, ColumnInfo]
+    columns: dict[str, str]  # the model's input columns and their kinds
+    notes: list[str]  # what the report tells about the run
+    n_rows: int  # rows with a target
+    train_df: pd.DataFrame  # the training rows (the test rows split off)
+    test_df: pd.DataFrame | None
+    fit_rows: np.ndarray  # rows of train_df the first model is fitted on ...
+    valid_rows: np.ndarray  # ... and early-stopped on
+    x_frame: pd.DataFrame  # train_df's input columns, coerced to their kinds
+    y_train: pd.Series
+    pre: TablePreprocessor
+    target_enc: Any
+    train_t: Tensors
+    valid_t: Tensors
+    first_prior: torch.Tensor | None = None  # the first carve-out's n-gram prior: computed once
+
+    def tensors(self, frame: pd.DataFrame, y: pd.Series) -> Tensors:
+        """``frame`` (coerced input columns) and ``y`` (targets) as the model's tensors."""
+        arrays = self.pre.arrays(frame)
+        return (*(torch.from_numpy(np.ascontiguousarray(a)) for a in arrays),
+                torch.from_numpy(self.target_enc.encode(y)))
+
+
+@dataclass(frozen=True)
+class TablePlan:
+    """What is decided before training and kept by a resumed run (``run.json``'s ``plan``)."""
+
+    k: int  # ensemble members
+    batch_size: int  # per rank: the global batch (as one process would take) over the ranks
+    budget_bound: bool  # the time limit, not early stopping, will end the run
+    step_s: dict[int, float]  # sizing's measured step seconds by k ({} when not measured)
+
+
+class TableTask(Task):
+    """Classification or regression of one column of a table from the others."""
+
+    kind = "table"
+    Settings = TableSettings
+    Predictor = TablePredictor
+    distributed = True
+    describe = "a table (CSV/TSV/Parquet path, pandas DataFrame, 2-D NumPy array) and the target column to predict"
+
+    settings: TableSettings
+
+    @classmethod
+    def accepts(cls, data: Any, hints: dict[str, Any]) -> bool:
+        """Any data that is not a path to nothing (the table task is asked last)."""
+        return not (isinstance(data, (str, os.PathLike)) and not Path(data).exists())
+
+    @classmethod
+    def settings_from_cli(cls, args: argparse.Namespace, given: dict[str, Any]) -> dict[str, Any]:
+        allowed = {"task", "target", "time_limit", "seed", "epochs", "batch_size", "lr", "checkpoint_every",
+                   "split_by", "group", "types"}
+        extra = sorted(set(given) - allowed)
+        if extra:
+            raise ConfigError(f"--{extra[0].replace('_', '-')} does not apply to a table")
+        if given.get("target") is None and not getattr(args, "resume", False):
+            raise ConfigError("--target COL is required for a table (the column to predict)")
+        return {("max_epochs" if name == "epochs" else name): value for name, value in given.items()}
+
+    @staticmethod
+    def default_out(data: Any) -> str:
+        return f"runs/{Path(str(data)).stem or 'run'}"
+
+    # ------------------------------------------------------------------ the run
+
+    def train(self, data: Any, run: Run, *, test: Any = None) -> TablePredictor:
+        s = self.settings
+        table = self._prepare(data, test)
+        plan = self._plan(table, run)
+        # Inputs are checked: only now does the run folder appear.
+        run.start(s, data=table.source, data_sha256=self.identity(data),
+                  test=source_name(test) if test is not None else None,
+                  plan={"ensemble_k": plan.k, "budget_bound": plan.budget_bound})
+        seed_everything(s.seed)
+        model = self._model(table, plan.k)
+        left = self._seconds_left(run)
+        history, stopping, limit = self._fit_one(table, plan, run, model,
+                                                 None if left is None else max(left, 0.05 * s.time_limit),
+                                                 s.seed, first=True)
+        rule = BagRule(s, cross_fit="text" in table.columns.values() and s.text_bags > 1, first_limit=limit,
+                       first_seconds=limit.elapsed() if limit is not None else 0.0)
+        models, bag_epochs = self._bag(table, plan, run, rule, model, len(history))
+        final: torch.nn.Module = model
+        if len(models) > 1:
+            final = TabularBag(models).eval()
+            table.notes.extend(rule.notes(bag_epochs))
+        info = {
+            "source": table.source,
+            "rows": table.n_rows,
+            "train_rows": int(len(table.fit_rows)),
+            "valid_rows": int(len(table.valid_rows)),
+            "test_rows": int(len(table.test_df)) if table.test_df is not None else 0,
+            "epochs": len(history),
+            "ensemble_k": plan.k,
+            "sizing_step_s": {str(m): round(t, 5) for m, t in plan.step_s.items()},
+            "best_epoch": stopping.best_epoch,
+            "bags": len(models),
+            "bag_epochs": bag_epochs,
+            "stopped_by_time_limit": bool(limit and limit.stopped),
+            "fit_seconds": round(run.elapsed(), 2),
+            "notes": table.notes,
+        }
+        predictor = TablePredictor(task=table.task, target=table.target_enc, preprocessor=table.pre, model=final,
+                                   columns=[table.infos[c].to_dict() for c in table.infos], info=info)
+        judge = models[0] if rule.cross_fit and len(models) > 1 else None  # held-out rows of the first model only
+        predictor.metrics, valid_frame = self._evaluate(table, predictor, judge)
+        eval_frame = table.test_df if table.test_df is not None else valid_frame
+        run.report = lambda path, p: table_report(path, predictor=p, infos=table.infos, history=history,
+                                                  eval_frame=eval_frame)
+        return predictor
+
+    # ------------------------------------------------------------------ data
+
+    def _prepare(self, data: Any, test: Any) -> TableData:
+        """Read the table, clean its target, choose the input columns, split, fit the preprocessing."""
+        s = self.settings
+        source = source_name(data)
+        df = read_table(data)
+        target = find_column(df, s.target, role="target", source=source)
+        infos = infer_types(df, target=target, overrides=s.types, source=source)
+        notes: list[str] = []
+        df, task, y_all = clean_target(df, target, infos[target], task=s.task, source=source, notes=notes)
+        columns = self._inputs(infos, target, notes, source)
+        train_rows, test_df = self._test_split(df, target, task, test)
+        train_df = df.iloc[train_rows].reset_index(drop=True)
+        fit_rows, valid_rows = split_indices(train_df, target=target, task=task, seed=s.seed + 1,
+                                             test_size=s.valid_size, by=s.split_by, group=s.group)
+        y_train = y_all.iloc[train_rows].reset_index(drop=True)
+        x_frame = pd.DataFrame({c: coerce_column(train_df[c], k, date_format=infos[c].date_format)
+                                for c, k in columns.items()})
+        date_formats = {c: infos[c].date_format for c, k in columns.items() if k == "date"}
+        pre = TablePreprocessor(columns, date_formats=date_formats,
+                                text_tokenizer=s.text_tokenizer).fit(x_frame.iloc[fit_rows])
+        target_enc = make_target(task, target).fit(y_train.iloc[fit_rows])
+        table = TableData(source=source, target=target, task=task, infos=infos, columns=columns, notes=notes,
+                          n_rows=int(len(df)), train_df=train_df, test_df=test_df, fit_rows=fit_rows,
+                          valid_rows=valid_rows, x_frame=x_frame, y_train=y_train, pre=pre, target_enc=target_enc,
+                          train_t=(), valid_t=())
+        table.train_t = table.tensors(x_frame.iloc[fit_rows].reset_index(drop=True),
+                                      y_train.iloc[fit_rows].reset_index(drop=True))
+        table.valid_t = table.tensors(x_frame.iloc[valid_rows].reset_index(drop=True),
+                                      y_train.iloc[valid_rows].reset_index(drop=True))
+        return table
+
+    @staticmethod
+    def _inputs(infos: dict[str, ColumnInfo], target: str, notes: list[str], source: str) -> dict[str, str]:
+        """Which columns feed the model, and as what kind (a note for each kind not used yet)."""
+        columns = {}
+        for name, info in infos.items():
+            if name == target or not info.used:
+                continue
+            if info.kind not in SUPPORTED_KINDS:
+                notes.append(f"column '{name}' ({info.kind}) is not used yet by table models")
+                continue
+            columns[name] = info.kind
+        if not columns:
+            raise DataError(f"{source} has no usable input columns besides the target '{target}' "
+                            f"(types: {', '.join(f'{n}={i.kind}' for n, i in infos.items())})")
+        return columns
+
+    def _test_split(self, df: pd.DataFrame, target: str, task: str, test: Any) -> tuple[np.ndarray, pd.DataFrame | None]:
+        """(the training rows of ``df``, the test rows): the ``test`` data given, else ``test_size``
+        of the rows held out (none when it is 0)."""
+        s = self.settings
+        if test is not None:
+            test_df = read_table(test)
+            find_column(test_df, target, role="target", source=source_name(test))
+            return np.arange(len(df)), test_df
+        if s.test_size > 0:
+            train_rows, test_rows = split_indices(df, target=target, task=task, seed=s.seed, test_size=s.test_size,
+                                                  by=s.split_by, group=s.group)
+            return train_rows, df.iloc[test_rows].reset_index(drop=True)
+        return np.arange(len(df)), None
+
+    # ------------------------------------------------------------------ models
+
+    def _loss(self, table: TableData) -> Any:
+        smoothing = self.settings.label_smoothing if table.task == "classify" else 0.0
+        return partial(ensemble_loss, task=table.task, label_smoothing=smoothing)
+
+    def _model(self, table: TableData, k: int, ple_version: str | None = None, fit: Tensors | None = None) -> TabularModel:
+        """A fresh model of ``k`` members (seeded by the caller) for rows ``fit`` (default: the
+        first carve-out); with text, its n-gram part is set up like a logistic regression (text.py)."""
+        s = self.settings
+        spec = table.pre.spec()
+        text_lr = uses_ngram_penalty(table.task, spec)
+        use_prior = text_lr and s.ngram_nb
+        m = TabularModel(spec, n_outputs=table.target_enc.n_outputs, k=k, width=s.width, depth=s.depth,
+                         dropout=s.dropout, ple_version=ple_version or s.ple_version, text_dim=s.text_dim,
+                         text_layers=s.text_layers, ngram_prior=use_prior)
+        rows = fit if fit is not None else table.train_t
+        if use_prior:
+            if fit is not None:
+                prior = ngram_prior_of(rows, spec, table.target_enc.n_outputs)
+            else:
+                if table.first_prior is None:
+                    table.first_prior = ngram_prior_of(rows, spec, table.target_enc.n_outputs)
+                prior = table.first_prior
+            m.set_ngram_prior(prior)
+        if text_lr and s.ngram_c is not None and m.text_linear is not None:
+            penalise_like_logistic_regression(m.text_linear.weight, c=s.ngram_c, n_rows=len(rows[-1]))
+        return m
+
+    def _seconds_left(self, run: Run) -> float | None:
+        """The budget covers the whole fit: reading and preprocessing have used part of it, and the
+        final evaluation needs a little (5 %) at the end. None without a time limit."""
+        if not self.settings.time_limit:
+            return None
+        return self.settings.time_limit * 0.95 - run.elapsed()
+
+    def _plan(self, table: TableData, run: Run) -> TablePlan:
+        """The batch size, and the ensemble size a time budget pays for (sizing.py; measured on
+        rank 0, followed by every rank); a resumed run keeps what it decided when it started."""
+        s = self.settings
+        n_fit = len(table.fit_rows)
+        batch = min(s.batch_size or default_batch_size(n_fit), n_fit)  # the global batch
+        per_rank = math.ceil(batch / _world_size())
+        if run.resuming:
+            return TablePlan(k=int(run.plan["ensemble_k"]), batch_size=per_rank,
+                             budget_bound=bool(run.plan["budget_bound"]), step_s={})
+        if not (s.time_limit and s.auto_k):
+            return TablePlan(k=s.k, batch_size=per_rank, budget_bound=False, step_s={})
+        measured = self._size(table, run, per_rank, steps=math.ceil(n_fit / batch)) if run.is_main else None
+        plan: TablePlan = decided_by_rank0(measured)  # type: ignore[assignment]
+        if plan.k < s.k:
+            table.notes.append(f"ensemble of {plan.k} members instead of {s.k}, so that the time limit of "
+                               f"{s.time_limit:g}s still pays for enough epochs")
+        return plan
+
+    def _size(self, table: TableData, run: Run, batch_size: int, *, steps: int) -> TablePlan:
+        """Time a few training steps at ``k`` and at one member and keep the ``k`` the budget left
+        pays for (sizing.py); ``steps`` per epoch."""
+        s = self.settings
+        k, step_s = size_ensemble(partial(self._model, table), [t[:batch_size] for t in table.train_t],
+                                  self._loss(table), steps_per_epoch=steps, k_max=s.k,
+                                  seconds=self._seconds_left(run) or 0.0)
+        budget_bound = bool(step_s) and projected_epochs(step_s, k, steps_per_epoch=steps,
+                                                         seconds=self._seconds_left(run) or 0.0) < BUDGET_BOUND_EPOCHS
+        return TablePlan(k=k, batch_size=batch_size, budget_bound=budget_bound, step_s=step_s)
+
+    def _fit_one(self, table: TableData, plan: TablePlan, run: Run, model: TabularModel, seconds: float | None,
+                 seed: int, *, first: bool, carve: tuple[Tensors, Tensors] | None = None
+                 ) -> tuple[list[dict], EarlyStopping, TimeLimit | None]:
+        """Fit one model (early stopping with best-weights restore; a time limit, and with it the
+        held-then-decayed LR) on ``carve`` (train, valid tensors; default: the first carve-out).
+        Only the first model logs history and writes (and resumes from) checkpoints."""
+        s = self.settings
+        fit_t, stop_t = carve if carve is not None else (table.train_t, table.valid_t)
+        metric_name = "accuracy" if table.task == "classify" else "rmse"
+        watch = s.monitor if s.monitor != "auto" else ("loss" if table.task == "classify" else "metric")
+        monitor = "valid_loss" if watch == "loss" else f"valid_{metric_name}"
+        patience = max(s.patience, BUDGET_BOUND_PATIENCE) if plan.budget_bound else s.patience
+        stop = EarlyStopping(monitor, patience=patience, restore_best=True)
+        limit = TimeLimit(seconds) if seconds is not None else None
+        callbacks: list[Any] = [stop] + ([limit] if limit is not None else [])
+        if run.work is not None and first:
+            callbacks.append(CSVLogger(run.work / "history.csv"))
+        optimizer: Any = "adamw"
+        if model.text_linear is not None and s.wide_lr_scale != 1.0:
+            optimizer = wide_optimizer(model.text_linear.weight, s.wide_lr_scale)
+        learner = Learner(
+            model, fit_t, stop_t, loss=self._loss(table), optimizer=optimizer,
+            metrics=[EnsembleMetric(metric_name, table.task)],  # type: ignore[list-item]
+            lr=s.lr, weight_decay=s.weight_decay, batch_size=plan.batch_size,
+            precision="bf16" if cpu_has_fast_bf16() else "auto", seed=seed, progress=self.progress,
+            # Text and sequence batches change shape (n-grams per batch, trimmed token lengths):
+            # a compiled step would recompile for every batch.
+            compile=False if set(table.columns.values()) & {"text", "sequence"} else "auto",
+            out_dir=run.work if first else None,
+            checkpoint_every=s.checkpoint_every if first else None, callbacks=callbacks,
+        )
+        schedule: Any = "constant"
+        if limit is not None and s.lr_hold < 1:
+            schedule = TimeCosine(s.lr, 0, s.final_lr_frac, hold=s.lr_hold,
+                                  clock=lambda: limit.elapsed() / limit.seconds)
+        history = learner.fit(s.max_epochs, schedule=schedule, resume=run.resume_from() if first else None)
+        model.eval()
+        return history, stop, limit
+
+    def _bag(self, table: TableData, plan: TablePlan, run: Run, rule: BagRule, first: TabularModel,
+             first_epochs: int) -> tuple[list[TabularModel], list[int]]:
+        """More models after the first while ``rule`` wants them, each from its own seed (and,
+        cross-fitting, early-stopped on its own carve-out); returns every model and its epochs."""
+        s = self.settings
+        models, bag_epochs = [first], [first_epochs]
+        all_t: Tensors | None = None  # every training row, encoded once for the other carve-outs
+        while decided_by_rank0(rule.wants_more(len(models), self._seconds_left(run))):
+            seed = rule.seed(len(models))
+            carve = None
+            if rule.cross_fit:
+                if all_t is None:
+                    all_t = table.tensors(table.x_frame, table.y_train)
+                f_rows, v_rows = split_indices(table.train_df, target=table.target, task=table.task, seed=seed + 1,
+                                               test_size=s.valid_size, by=s.split_by, group=s.group)
+                f_idx, v_idx = torch.from_numpy(f_rows), torch.from_numpy(v_rows)
+                carve = (tuple(t[f_idx] for t in all_t), tuple(t[v_idx] for t in all_t))
+            seed_everything(seed)
+            extra = self._model(table, plan.k, rule.ple_version(len(models)),
+                                fit=carve[0] if carve is not None else None)
+            history, _, limit = self._fit_one(table, plan, run, extra, self._seconds_left(run), seed, first=False,
+                                              carve=carve)
+            models.append(extra)  # its best weights, with the LR decayed if the budget ended it
+            bag_epochs.append(len(history))
+            if limit is not None and limit.stopped:
+                break
+        return models, bag_epochs
+
+    # ------------------------------------------------------------------ evaluation
+
+    def _evaluate(self, table: TableData, predictor: TablePredictor,
+                  judge: TabularModel | None) -> tuple[dict[str, float], pd.DataFrame]:
+        """(validation and test metrics, the validation rows). ``judge``: the model whose own
+        held-out rows the validation rows are, when it is not the whole predictor's."""
+        valid_frame = table.train_df.iloc[table.valid_rows].reset_index(drop=True)
+        on_valid = predictor
+        if judge is not None:
+            on_valid = TablePredictor(task=table.task, target=table.target_enc, preprocessor=table.pre, model=judge,
+                                      columns=predictor.columns, info=predictor.info)
+        metrics = {f"valid_{k}": v for k, v in
+                   on_valid.evaluate(valid_frame, source=f"{table.source} (validation rows)").items()}
+        if table.test_df is not None:
+            metrics.update({f"test_{k}": v for k, v in
+                            predictor.evaluate(table.test_df, source=f"{table.source} (test rows)").items()})
+        return {k: v for k, v in metrics.items() if isinstance(v, float) and math.isfinite(v)}, valid_frame
+
+
+def fit_table(data: Any, settings: TableSettings, *, test: Any = None, out: str | os.PathLike | None = None,
+              resume: bool = False, progress: bool = True) -> TablePredictor:
+    """Train on a table; returns a :class:`TablePredictor` (see the module docstring).
+
+    Args:
+        data: a CSV/TSV/Parquet path, a pandas DataFrame or a 2-D NumPy array.
+        settings: what decides the run (``TableSettings``; ``target`` names the column to predict).
+        test: labelled test data (default: ``settings.test_size`` of the rows are held out).
+        out: the run directory, built in ``<out>.incomplete/`` and renamed when complete.
+        resume: continue the interrupted run in ``out`` exactly (its stored settings, the same data).
+        progress: print progress.
+    """
+    return fit("table", data, settings, test=test, out=out, resume=resume, progress=progress)  # type: ignore[return-value]
