@@ -136,12 +136,11 @@ def test_multilabel_targets_from_a_table(tmp_path):
     csv = tmp_path / "tags.csv"
     pd.DataFrame(rows).to_csv(csv, index=False)
     # through the CLI's image entry point (a table with an image-path column)
-    from deepfit.cli import build_parser
-    from deepfit.tasks.images import train_cli
+    from deepfit.cli import main
 
-    args = build_parser().parse_args(["train", str(csv), "--target", "tags", "--epochs", "6", "--batch-size", "16",
-                                      "--out", str(tmp_path / "run"), "--quiet"])
-    assert train_cli(args) == 0
+    args = ["train", str(csv), "--target", "tags", "--epochs", "6", "--batch-size", "16",
+            "--out", str(tmp_path / "run"), "--quiet"]
+    assert main(args) == 0
     predictor = load(tmp_path / "run")
     assert predictor.task == "multilabel" and predictor.classes == ["blue", "none", "red"]
     assert predictor.metrics["test_accuracy"] >= 0.9

@@ -47,8 +47,10 @@ def task_classes() -> dict[str, type[Task]]:
 
     for module in TASK_MODULES.values():
         importlib.import_module(module)
-    # Temporary: a module that defines no Task yet (tasks/images.py until its port) is skipped.
-    return {kind: TASKS[kind] for kind in TASK_MODULES if kind in TASKS}
+    missing = [module for kind, module in TASK_MODULES.items() if kind not in TASKS]
+    if missing:
+        raise ImportError(f"{', '.join(missing)} define(s) no Task subclass for the kind TASK_MODULES names")
+    return {kind: TASKS[kind] for kind in TASK_MODULES}
 
 
 def route(data: Any, *, task: str | None = None, target: str | None = None,

@@ -52,7 +52,7 @@ from deepfit.tasks.images.rows import ImageData, RowEncoder
 from deepfit.tasks.images.settings import ImageSettings, recipe
 from deepfit.tasks.runner import Run, source_name
 
-__all__ = ["ImageTask", "fit_images", "train_cli", "probe_step_seconds", "from_rank_0", "buffers_from_rank_0"]
+__all__ = ["ImageTask", "fit_images", "probe_step_seconds", "from_rank_0", "buffers_from_rank_0"]
 
 CLI_SETTINGS = ("task", "target", "time_limit", "seed", "epochs", "batch_size", "lr", "checkpoint_every",
                 "split_by", "group", "types")
@@ -454,39 +454,3 @@ def fit_images(
 
     predictor = fit("image", data, settings, test=test, out=out, resume=resume, progress=progress)
     return predictor  # type: ignore[return-value]
-
-
-def train_cli(args: argparse.Namespace) -> int:
-    """``deepfit train <folder>`` (or a table with an image-path column): train, print the test
-    metrics and the run directory; returns the exit code.
-
-    Removed when every caller goes through the registry (``cli.py`` already does:
-    ``ImageTask.settings_from_cli`` + ``runner.fit``).
-    """
-    import sys
-
-    from deepfit.tasks.runner import fit, settings_with
-
-    given: dict[str, Any] = {k: getattr(args, k, None) for k in CLI_SETTINGS if k != "types"}
-    given = {k: v for k, v in given.items() if v is not None}
-    types = {}
-    for pair in getattr(args, "type", None) or []:  # --type COL=KIND (tables with an image column)
-        name, sep, kind = pair.partition("=")
-        if not sep or not name or not kind:
-            print(f"deepfit train: --type takes COLUMN=KIND (e.g. zip=category), got {pair!r}", file=sys.stderr)
-            return 2
-        types[name] = kind
-    if types:
-        given["types"] = types
-    try:
-        chosen = ImageTask.settings_from_cli(args, given)
-    except ConfigError as e:
-        print(f"deepfit train: {e}", file=sys.stderr)
-        return 2
-    out = args.out or ImageTask.default_out(args.data)
-    settings = None if args.resume else settings_with(ImageSettings, chosen)
-    predictor = fit("image", args.data, settings, test=args.test, out=out, resume=args.resume,
-                    progress=not args.quiet, given=chosen if args.resume else None)
-    print(ImageTask.summary_line(predictor))
-    print(f"run directory: {out}  (report: {Path(out) / 'report.html'})")
-    return 0
