@@ -77,3 +77,30 @@ def test_demo_runs(tmp_path):
     assert proc.stdout.count("test accuracy") == 4 and "nats/char" in proc.stdout
     for run_dir in ("credit_data", "digits_images", "tweets", "mnist1d", "lm"):
         assert (tmp_path / run_dir / "report.html").exists(), run_dir
+
+
+def test_a_bundled_dataset_run_is_a_model_predict_and_evaluate_open(tmp_path):
+    import numpy as np
+    import pandas as pd
+
+    from deepfit import datasets
+
+    out = tmp_path / "digits"
+    assert run("train", "digits", "--out", str(out), "--epochs", "3", "--quiet").returncode == 0
+    meta = json.loads((out / "deepfit.json").read_text())
+    assert meta["kind"] == "arrays" and meta["model"]["name"] == "mlp"
+    proc = run("evaluate", str(out), "digits", "--json")  # the dataset's name: its test split
+    assert proc.returncode == 0, proc.stderr
+    metrics = json.loads(proc.stdout)
+    assert metrics["accuracy"] == pytest.approx(json.loads((out / "metrics.json").read_text())["test_accuracy"])
+    d = datasets.load("digits")
+    np.savez(tmp_path / "rows.npz", x=d.x_test[:20], y=d.y_test[:20])
+    proc = run("predict", str(out), str(tmp_path / "rows.npz"), "--out", str(tmp_path / "p.csv"))
+    assert proc.returncode == 0, proc.stderr
+    frame = pd.read_csv(tmp_path / "p.csv")
+    assert len(frame) == 20 and list(frame.columns)[:2] == ["prediction", "proba_0"]
+    assert (frame["prediction"].to_numpy() == d.y_test[:20]).mean() > 0.8
+    bad = tmp_path / "bad.npz"
+    np.savez(bad, x=d.x_test[:3, :10])
+    proc = run("predict", str(out), str(bad))
+    assert proc.returncode == 1 and "the model takes (64,)" in proc.stderr
