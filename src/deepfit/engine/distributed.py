@@ -93,8 +93,8 @@ def single_process_only(what: str) -> None:
     world = _env_int("WORLD_SIZE", 1)
     if world > 1:
         raise DistributedError(f"{what} runs in one process only, but WORLD_SIZE={world} (started by torchrun?); "
-                               "run it without torchrun, or train your model with deepfit.Learner, or the "
-                               "language model (fit_lm / --task lm), which run under torchrun")
+                               "run it without torchrun, or train your model with deepfit.Learner, which runs "
+                               "under torchrun (as every built-in task does)")
 
 
 def barrier() -> None:
@@ -106,6 +106,12 @@ def teardown() -> None:
     """Barrier, then destroy the process group (only if deepfit created it)."""
     global _OWNED
     if _OWNED and dist.is_available() and dist.is_initialized():
+        # Free finished collectives' work objects (DDP's reducer holds some) while the interpreter
+        # is whole: gloo threads that release Python-owned tensors during finalisation abort
+        # ("terminate called without an active exception"; seen once on a busy machine).
+        import gc
+
+        gc.collect()
         dist.barrier()
         dist.destroy_process_group()
     _OWNED = False
