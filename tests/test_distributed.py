@@ -138,18 +138,20 @@ def _finish(proc: subprocess.Popen, timeout: float = 240) -> None:
     assert proc.returncode == 0, err[-3000:]
 
 
-def _kill_after_first_checkpoint(proc: subprocess.Popen, run: Path) -> None:
-    """Wait for the launch's first ``last.ckpt`` in ``<run>.incomplete``, then kill it mid-training."""
+def _kill_after_first_checkpoint(proc: subprocess.Popen, run: Path, *, settle: float = 0.2,
+                                 wait: float = 300) -> None:
+    """Wait (up to ``wait`` s) for the launch's first ``last.ckpt`` in ``<run>.incomplete``, then,
+    ``settle`` s later, kill it mid-training."""
     import time
 
     work = run.with_name(run.name + ".incomplete")
-    deadline = time.monotonic() + 240
+    deadline = time.monotonic() + wait
     while not (work / "last.ckpt").exists():
         if proc.poll() is not None or time.monotonic() > deadline:
             kill_tree(proc)
             pytest.fail(f"the run ended or stalled before its first checkpoint: {proc.communicate()[1][-2000:]}")
         time.sleep(0.005)
-    time.sleep(0.2)
+    time.sleep(settle)
     kill_tree(proc)  # every rank and the launcher, mid-training
     proc.communicate()
     assert not run.exists(), "the run finished before the kill: the test proved nothing"
@@ -304,23 +306,11 @@ def test_table_trains_under_torchrun_with_rank_0_deciding_and_writing(tmp_path, 
 
 
 def test_two_process_table_run_killed_mid_way_resumes_to_the_uninterrupted_weights(tmp_path):
-    import time
-
     credit, _ = _table_csvs(tmp_path)
     args = ["--target", "Status", "--epochs", "20", "--checkpoint-every", "5", "--seed", "1", "--quiet"]
     _finish(_torchrun_cli("train", credit, "--out", tmp_path / "full", *args), timeout=300)
-    run, work = tmp_path / "killed", tmp_path / "killed.incomplete"
-    proc = _torchrun_cli("train", credit, "--out", run, *args)
-    deadline = time.monotonic() + 300
-    while not (work / "last.ckpt").exists():
-        if proc.poll() is not None or time.monotonic() > deadline:
-            kill_tree(proc)
-            pytest.fail(f"the run ended or stalled before its first checkpoint: {proc.communicate()[1][-2000:]}")
-        time.sleep(0.005)
-    time.sleep(0.05)
-    kill_tree(proc)  # every rank and the launcher, mid-training
-    proc.communicate()
-    assert not run.exists(), "the run finished before the kill: the test proved nothing"
+    run = tmp_path / "killed"
+    _kill_after_first_checkpoint(_torchrun_cli("train", credit, "--out", run, *args), run, settle=0.05)
     _finish(_torchrun_cli("train", credit, "--out", run, "--resume", "--quiet"), timeout=300)
     a, b = load_file(tmp_path / "full" / "model.safetensors"), load_file(run / "model.safetensors")
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)

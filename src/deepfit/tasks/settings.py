@@ -32,7 +32,7 @@ from typing import Any, ClassVar, Self
 
 from deepfit.errors import ConfigError
 
-__all__ = ["TaskSettings", "migrate", "explicit_fields"]
+__all__ = ["TaskSettings", "migrate", "explicit_fields", "rename_key"]
 
 
 def migrate(d: dict[str, Any], *, version: int, current: int,
@@ -52,6 +52,13 @@ def migrate(d: dict[str, Any], *, version: int, current: int,
             raise ConfigError(f"{what}: no migration from version {version} to {version + 1}")
         d = step(dict(d))
         version += 1
+    return d
+
+
+def rename_key(d: dict[str, Any], old: str, new: str) -> dict[str, Any]:
+    """``d`` with key ``old`` renamed to ``new`` (a migration step when a setting changes name)."""
+    if old in d:
+        d[new] = d.pop(old)
     return d
 
 

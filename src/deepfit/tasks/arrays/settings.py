@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from deepfit.errors import ConfigError
-from deepfit.tasks.settings import TaskSettings
+from deepfit.tasks.settings import TaskSettings, rename_key
 
 __all__ = ["ArraysSettings", "DEFAULTS"]
 
@@ -23,9 +23,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
 
 def _v1_to_v2_valid_size(d: dict[str, Any]) -> dict[str, Any]:
     """Version 2 (the one-shape refactor): ``valid_fraction`` is called ``valid_size``, as in every task."""
-    if "valid_fraction" in d:
-        d["valid_size"] = d.pop("valid_fraction")
-    return d
+    return rename_key(d, "valid_fraction", "valid_size")
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from deepfit.errors import ConfigError
-from deepfit.tasks.settings import TaskSettings
+from deepfit.tasks.settings import TaskSettings, rename_key
 
 __all__ = ["ImageSettings", "recipe", "MODELS"]
 
@@ -18,9 +18,7 @@ MODELS = ("auto", "small_cnn", "resnet18", "resnet34", "resnet50")
 def _v1_to_v2_num_workers(d: dict[str, Any]) -> dict[str, Any]:
     """Version 2 (the one-shape refactor): ``workers`` is called ``num_workers``, as in the Learner
     and the loaders. Version-1 settings are those of run.json files written up to cd228c3."""
-    if "workers" in d:
-        d["num_workers"] = d.pop("workers")
-    return d
+    return rename_key(d, "workers", "num_workers")
 
 
 @dataclass(frozen=True)
