@@ -121,6 +121,20 @@ def test_progress_log_prints_one_line_per_epoch():
     assert len(lines) == 3 and lines[0].startswith("epoch 1/3  train_loss")
 
 
+def test_progress_lines_start_with_the_learners_label():
+    from deepfit.engine.callbacks import TimeLimit
+
+    x, y = _data()
+    stream = io.StringIO()
+    Learner(nn.Linear(4, 2), (x, y), callbacks=[ProgressLog(stream)], progress=False,
+            progress_label="model 2/4").fit(2)
+    assert [line[:22] for line in stream.getvalue().splitlines()] == ["model 2/4  epoch 1/2  ", "model 2/4  epoch 2/2  "]
+    stream = io.StringIO()
+    Learner(nn.Linear(4, 2), (x, y), callbacks=[ProgressLog(stream), TimeLimit(60)], batch_size=16, progress=False,
+            progress_label="model 3").fit(1)
+    assert stream.getvalue().startswith("model 3  epoch 1  step "), stream.getvalue()
+
+
 def test_tensorboard_logger_needs_package_or_writes(tmp_path):
     from deepfit.engine.callbacks import TensorBoardLogger
     from deepfit.errors import ConfigError

@@ -35,6 +35,7 @@ MODULES = [
     "deepfit.tasks.table.settings",
     "deepfit.tasks.table.labels",
     "deepfit.tasks.table.sizing",
+    "deepfit.tasks.table.curves",
     "deepfit.tasks.lm.task",
     "deepfit.tasks.settings",
     "deepfit.data.corpus",

@@ -131,6 +131,8 @@ class Learner:
             same batch); a resumed fit gets what its checkpoint had left. Also read by
             ``compile="auto"`` (compiling cannot pay within a short budget) and the progress lines.
         progress: show progress (a live bar on a terminal, one line per epoch otherwise).
+        progress_label: put before every progress line, e.g. ``"model 2/4"`` when this fit is
+            one of several (a bag of models); ``""``: none.
         out_dir: run directory; when set, ``last.ckpt`` (each epoch and every
             ``checkpoint_every`` steps) and ``best.ckpt`` are written there.
         checkpoint_every: steps between mid-epoch checkpoints (needs ``out_dir``).
@@ -165,6 +167,7 @@ class Learner:
         callbacks: Iterable[Callback] = (),
         budget: Budget | float | None = None,
         progress: bool = True,
+        progress_label: str = "",
         out_dir: str | os.PathLike | None = None,
         checkpoint_every: int | None = None,
         num_workers: int = 0,
@@ -205,6 +208,7 @@ class Learner:
         self.seed = seed
         self.num_workers = num_workers
         self.out_dir = Path(out_dir) if out_dir is not None else None
+        self.progress_label = progress_label
         builtin: list[Callback] = []
         if progress:
             builtin.append(ProgressBar() if sys.stdout.isatty() else ProgressLog())

@@ -32,11 +32,14 @@ def format_metrics(row: dict) -> str:
 
 def where(learner: Learner, epoch: int) -> str:
     """``epoch 3/20`` — or, when a time budget ends the run (its epoch count is only a cap, e.g. the
-    language model's 4,000 validation intervals), ``epoch 3  step 750  12s/60s``."""
+    language model's 4,000 validation intervals), ``epoch 3  step 750  12s/60s``; after the
+    learner's ``progress_label`` when it has one (``model 2/4  epoch 3/20``)."""
     budget = learner.budget
     if budget is None:
-        return f"epoch {epoch}/{learner.epochs}"
-    return f"epoch {epoch}  step {learner.step}  {budget.elapsed():.0f}s/{budget.seconds:.0f}s"
+        text = f"epoch {epoch}/{learner.epochs}"
+    else:
+        text = f"epoch {epoch}  step {learner.step}  {budget.elapsed():.0f}s/{budget.seconds:.0f}s"
+    return f"{learner.progress_label}  {text}" if learner.progress_label else text
 
 
 class ProgressLog(Callback):

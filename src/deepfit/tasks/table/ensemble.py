@@ -86,6 +86,20 @@ class BagRule:
         other = "a" if s.ple_version == "b" else "b"
         return other if s.mix_bags and n_models % 2 else s.ple_version
 
+    @staticmethod
+    def first_label(settings: Any, cross_fit: bool) -> str:
+        """How progress lines name the first model: ``"model 1/3"`` when it is known to be the
+        first of several (``text_bags`` cross-fitted models, no time limit), else nothing — with
+        a time limit, whether more follow is known only when it ends."""
+        return f"model 1/{settings.text_bags}" if cross_fit and not settings.time_limit else ""
+
+    def label(self, n_models: int) -> str:
+        """How progress lines name model number ``n_models + 1``: ``"model 2/3"`` when the bag's
+        size is fixed (``text_bags``, no time limit), ``"model 2"`` when the time limit decides it."""
+        if self.first_limit is None:
+            return f"model {n_models + 1}/{self.settings.text_bags}"
+        return f"model {n_models + 1}"
+
     def notes(self, bag_epochs: list[int]) -> list[str]:
         """What the report says about a bag of ``len(bag_epochs)`` models."""
         why = "in the time limit" if self.first_limit is not None else f"(text_bags={self.settings.text_bags})"

@@ -173,12 +173,14 @@ class TableTask(Task):
         seed_everything(s.seed)
         model = self._model(table, plan.k)
         left = self._seconds_left(run)
+        cross_fit = "text" in table.columns.values() and s.text_bags > 1
         history, stopping, limit = self._fit_one(table, plan, run, model,
                                                  None if left is None else max(left, 0.05 * s.time_limit),
-                                                 s.seed, first=True)
-        rule = BagRule(s, cross_fit="text" in table.columns.values() and s.text_bags > 1, first_limit=limit,
+                                                 s.seed, first=True, label=BagRule.first_label(s, cross_fit))
+        rule = BagRule(s, cross_fit=cross_fit, first_limit=limit,
                        first_seconds=limit.elapsed() if limit is not None else 0.0)
-        models, bag_epochs = self._bag(table, plan, run, rule, model, len(history))
+        models, histories = self._bag(table, plan, run, rule, model, history)
+        bag_epochs = [len(h) for h in histories]
         final: torch.nn.Module = model
         if len(models) > 1:
             final = TabularBag(models).eval()
@@ -202,10 +204,12 @@ class TableTask(Task):
         predictor = TablePredictor(task=table.task, target=table.target_enc, preprocessor=table.pre, model=final,
                                    columns=[table.infos[c].to_dict() for c in table.infos], info=info)
         judge = models[0] if rule.cross_fit and len(models) > 1 else None  # held-out rows of the first model only
-        predictor.metrics, valid_frame = self._evaluate(table, predictor, judge)
+        on_valid = self._judged_by(table, predictor, judge)
+        predictor.metrics, valid_frame = self._evaluate(table, predictor, on_valid)
         eval_frame = table.test_df if table.test_df is not None else valid_frame
-        run.report = lambda path, p: table_report(path, predictor=p, infos=table.infos, history=history,
-                                                  eval_frame=eval_frame)
+        run.report = lambda path, p: table_report(
+            path, predictor=p, infos=table.infos, histories=histories, eval_frame=eval_frame, valid_frame=valid_frame,
+            valid_predictor=on_valid if on_valid is not predictor else None)
         return predictor
 
     # ------------------------------------------------------------------ data
@@ -338,11 +342,12 @@ class TableTask(Task):
         return TablePlan(k=k, batch_size=batch_size, budget_bound=budget_bound, step_s=step_s)
 
     def _fit_one(self, table: TableData, plan: TablePlan, run: Run, model: TabularModel, seconds: float | None,
-                 seed: int, *, first: bool, carve: tuple[Tensors, Tensors] | None = None
+                 seed: int, *, first: bool, carve: tuple[Tensors, Tensors] | None = None, label: str = ""
                  ) -> tuple[list[dict], EarlyStopping, TimeLimit | None]:
         """Fit one model (early stopping with best-weights restore; a time limit, and with it the
         held-then-decayed LR) on ``carve`` (train, valid tensors; default: the first carve-out).
-        Only the first model logs history and writes (and resumes from) checkpoints."""
+        Only the first model logs history and writes (and resumes from) checkpoints; ``label``
+        starts its progress lines (which model of a bag)."""
         s = self.settings
         fit_t, stop_t = carve if carve is not None else (table.train_t, table.valid_t)
         metric_name = "accuracy" if table.task == "classify" else "rmse"
@@ -362,6 +367,7 @@ class TableTask(Task):
             metrics=[EnsembleMetric(metric_name, table.task)],  # type: ignore[list-item]
             lr=s.lr, weight_decay=s.weight_decay, batch_size=plan.batch_size,
             precision="bf16" if cpu_has_fast_bf16() else "auto", seed=seed, progress=self.progress,
+            progress_label=label,
             # Text and sequence batches change shape (n-grams per batch, trimmed token lengths):
             # a compiled step would recompile for every batch.
             compile=False if set(table.columns.values()) & {"text", "sequence"} else "auto",
@@ -377,11 +383,11 @@ class TableTask(Task):
         return history, stop, limit
 
     def _bag(self, table: TableData, plan: TablePlan, run: Run, rule: BagRule, first: TabularModel,
-             first_epochs: int) -> tuple[list[TabularModel], list[int]]:
+             first_history: list[dict]) -> tuple[list[TabularModel], list[list[dict]]]:
         """More models after the first while ``rule`` wants them, each from its own seed (and,
-        cross-fitting, early-stopped on its own carve-out); returns every model and its epochs."""
+        cross-fitting, early-stopped on its own carve-out); returns every model and its history."""
         s = self.settings
-        models, bag_epochs = [first], [first_epochs]
+        models, histories = [first], [first_history]
         all_t: Tensors | None = None  # every training row, encoded once for the other carve-outs
         while decided_by_rank0(rule.wants_more(len(models), self._seconds_left(run))):
             seed = rule.seed(len(models))
@@ -397,24 +403,28 @@ class TableTask(Task):
             extra = self._model(table, plan.k, rule.ple_version(len(models)),
                                 fit=carve[0] if carve is not None else None)
             history, _, limit = self._fit_one(table, plan, run, extra, self._seconds_left(run), seed, first=False,
-                                              carve=carve)
+                                              carve=carve, label=rule.label(len(models)))
             models.append(extra)  # its best weights, with the LR decayed if the budget ended it
-            bag_epochs.append(len(history))
+            histories.append(history)
             if limit is not None and limit.stopped:
                 break
-        return models, bag_epochs
+        return models, histories
 
     # ------------------------------------------------------------------ evaluation
 
+    @staticmethod
+    def _judged_by(table: TableData, predictor: TablePredictor, judge: TabularModel | None) -> TablePredictor:
+        """The predictor the validation rows judge: ``predictor``, or ``judge`` alone — the model
+        whose own held-out rows they are, when they are not the whole predictor's."""
+        if judge is None:
+            return predictor
+        return TablePredictor(task=table.task, target=table.target_enc, preprocessor=table.pre, model=judge,
+                              columns=predictor.columns, info=predictor.info)
+
     def _evaluate(self, table: TableData, predictor: TablePredictor,
-                  judge: TabularModel | None) -> tuple[dict[str, float], pd.DataFrame]:
-        """(validation and test metrics, the validation rows). ``judge``: the model whose own
-        held-out rows the validation rows are, when it is not the whole predictor's."""
+                  on_valid: TablePredictor) -> tuple[dict[str, float], pd.DataFrame]:
+        """(validation metrics of ``on_valid`` and test metrics of ``predictor``, the validation rows)."""
         valid_frame = table.train_df.iloc[table.valid_rows].reset_index(drop=True)
-        on_valid = predictor
-        if judge is not None:
-            on_valid = TablePredictor(task=table.task, target=table.target_enc, preprocessor=table.pre, model=judge,
-                                      columns=predictor.columns, info=predictor.info)
         metrics = {f"valid_{k}": v for k, v in
                    on_valid.evaluate(valid_frame, source=f"{table.source} (validation rows)").items()}
         if table.test_df is not None:
