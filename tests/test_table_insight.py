@@ -170,3 +170,16 @@ def test_importance_on_a_real_table_ranks_petals_first():
     model = deepfit.fit(df, target="Species", max_epochs=40, progress=False, **SMALL)
     table = model.feature_importance(df, repeats=3)
     assert table["column"][0].startswith("Petal"), table
+
+
+def test_docs_example_runs(tmp_path, monkeypatch, capsys):
+    from pathlib import Path
+
+    text = (Path(__file__).parents[1] / "docs" / "tables.md").read_text(encoding="utf-8")
+    section = text[text.index("## Importance and plots"):]
+    code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    monkeypatch.chdir(tmp_path)
+    exec(compile(code, "docs/tables.md", "exec"), {})
+    printed = capsys.readouterr().out.split()
+    assert printed.index("x1") < printed.index("x2")
+    assert "Feature importance (permutation, validation rows)" in (tmp_path / "runs" / "xy" / "report.html").read_text()

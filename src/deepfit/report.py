@@ -17,9 +17,11 @@ _COLORS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e
            "#17becf")
 
 
-def line_chart_svg(series: dict[str, Sequence[float]], *, title: str, width: int = 520, height: int = 260) -> str:
-    """An SVG line chart of one or more series over the same x = 1..n."""
-    pad_l, pad_r, pad_t, pad_b = 56, 12, 28, 32
+def line_chart_svg(series: dict[str, Sequence[float]], *, title: str, width: int = 520, height: int = 260,
+                   legend_outside: bool = False) -> str:
+    """An SVG line chart of one or more series over the same x = 1..n; the names top right,
+    over the plot or, with ``legend_outside``, beside it (for many series: a bag's models)."""
+    pad_l, pad_r, pad_t, pad_b = 56, 76 if legend_outside else 12, 28, 32
     values = [v for s in series.values() for v in s if isinstance(v, (int, float)) and math.isfinite(v)]
     if not values:
         return f"<p>{html.escape(title)}: no finite values</p>"
@@ -46,7 +48,8 @@ def line_chart_svg(series: dict[str, Sequence[float]], *, title: str, width: int
         color = _COLORS[k % len(_COLORS)]
         pts = " ".join(point(i, v) for i, v in enumerate(s) if math.isfinite(v))
         parts.append(f'<polyline fill="none" stroke="{color}" stroke-width="2" points="{pts}"/>')
-    parts += _legend(list(series), right=width - pad_r, top=pad_t, bottom=height - pad_b)
+    parts += _legend(list(series), right=width - (4 if legend_outside else pad_r), top=pad_t, bottom=height - pad_b,
+                     width=68 if legend_outside else 130)
     parts.append("</svg>")
     return "".join(parts)
 
@@ -147,11 +150,14 @@ def _span(values: Sequence[float]) -> tuple[float, float]:
 
 
 def xy_chart_svg(series: dict[str, tuple[Sequence[float], Sequence[float]]], *, title: str, xlabel: str,
-                 ylabel: str, diagonal: bool = False, markers: bool = False, width: int = 420,
-                 height: int = 340) -> str:
+                 ylabel: str, diagonal: bool = False, markers: bool = False, legend: str = "lower right",
+                 width: int = 340, height: int = 300) -> str:
     """An SVG chart of curves in the unit square (ROC, precision-recall, reliability): one
     polyline per named ``(x, y)`` series, with the y = x line when ``diagonal``, dots at the
-    points when ``markers``."""
+    points when ``markers``, the names in the corner ``legend`` says ("lower right", "lower
+    left" or "upper left": where the curves seldom go)."""
+    if legend not in ("lower right", "lower left", "upper left"):
+        raise ValueError(f"legend must be 'lower right', 'lower left' or 'upper left', got {legend!r}")
     pad_l, pad_r, pad_t, pad_b = 44, 12, 28, 40
     sx, sy = width - pad_l - pad_r, height - pad_t - pad_b
 
@@ -177,7 +183,12 @@ def xy_chart_svg(series: dict[str, tuple[Sequence[float], Sequence[float]]], *, 
                      f'points="{" ".join(f"{u:.1f},{v:.1f}" for u, v in pts)}"/>')
         if markers:
             parts += [f'<circle cx="{u:.1f}" cy="{v:.1f}" r="3" fill="{color}"/>' for u, v in pts]
-    parts += _legend(list(series), right=width - pad_r - 4, top=pad_t + sy * 0.45, bottom=height - pad_b, width=150)
+    right = legend == "lower right"
+    x = pad_l + sx - 6 if right else pad_l + 6
+    y0 = pad_t + 16 if legend == "upper left" else height - pad_b - 8 - 14 * (len(series) - 1)
+    anchor = ' text-anchor="end"' if right else ""
+    parts += [f'<text x="{x}" y="{y0 + 14 * k}" font-size="11" fill="{_COLORS[k % len(_COLORS)]}"{anchor}>'
+              f'{html.escape(name)}</text>' for k, name in enumerate(series)]
     parts.append("</svg>")
     return "".join(parts)
 
@@ -240,7 +251,7 @@ def _learning_curves(history: list[dict[str, Any]], histories: dict[str, Sequenc
         keys = {k for h in histories.values() for row in h for k in row}
         for key in sorted(k for k in keys if k.startswith("valid_")):
             charts.append(line_chart_svg({name: [r.get(key, math.nan) for r in h] for name, h in histories.items()},
-                                         title=f"{key}, every model"))
+                                         title=f"{key}, every model", legend_outside=True))
         return charts
     for key in sorted(k for k in keys if k.startswith("valid_") and k != "valid_loss"):
         charts.append(line_chart_svg({key: [r.get(key, math.nan) for r in history]}, title=key))
