@@ -169,7 +169,7 @@ def xy_chart_svg(series: dict[str, tuple[Sequence[float], Sequence[float]]], *, 
              f'<rect x="{pad_l}" y="{pad_t}" width="{sx}" height="{sy}" fill="none" stroke="#888"/>',
              f'<text x="{pad_l}" y="{height - pad_b + 14}" font-size="11">0</text>',
              f'<text x="{width - pad_r - 8}" y="{height - pad_b + 14}" font-size="11">1</text>',
-             f'<text x="{pad_l + sx // 2 - 30}" y="{height - 8}" font-size="11">{html.escape(xlabel)}</text>',
+             f'<text x="{pad_l + sx // 2}" y="{height - 8}" font-size="11" text-anchor="middle">{html.escape(xlabel)}</text>',
              f'<text x="{pad_l - 12}" y="{height - pad_b}" font-size="11">0</text>',
              f'<text x="{pad_l - 12}" y="{pad_t + 10}" font-size="11">1</text>',
              f'<text x="4" y="{pad_t + sy // 2}" font-size="11">{html.escape(ylabel)}</text>']

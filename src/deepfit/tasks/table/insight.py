@@ -77,13 +77,13 @@ def classification_curves(probs: np.ndarray, codes: np.ndarray, classes: list[st
     onehot = np.eye(k, dtype=bool)[codes]
     if k == 2:
         scores = {f"'{classes[1]}' vs '{classes[0]}'": (probs[:, 1], onehot[:, 1])}
-        how = f"positive class '{classes[1]}'"
+        how = f"the curves of the positive class '{classes[1]}' (against '{classes[0]}')"
     elif k <= MAX_CLASS_CURVES:
         scores = {str(c): (probs[:, i], onehot[:, i]) for i, c in enumerate(classes)}
-        how = "each class against the rest"
+        how = "one curve per class, that class against the rest"
     else:
         scores = {"micro-average": (probs.ravel(), onehot.ravel())}
-        how = f"micro-average over the {k} classes"
+        how = f"the micro-average over the {k} classes (every row-class pair pooled)"
     roc, pr = {}, {}
     for name, (s, hit) in scores.items():
         fpr, tpr, auc = roc_curve(s, hit)
@@ -97,15 +97,18 @@ def classification_curves(probs: np.ndarray, codes: np.ndarray, classes: list[st
     mean_conf, freq, _ = reliability(confidence, correct)
     ece = expected_calibration_error(confidence, correct)
     charts = [
-        xy_chart_svg(roc, title=f"ROC curve ({how})", xlabel="false-positive rate", ylabel="TPR", diagonal=True),
-        xy_chart_svg(pr, title=f"Precision-recall curve ({how})", xlabel="recall", ylabel="precision",
+        xy_chart_svg(roc, title="ROC curve", xlabel="false-positive rate", ylabel="TPR", diagonal=True),
+        xy_chart_svg(pr, title="Precision-recall curve", xlabel="recall", ylabel="precision",
                      legend="lower left"),
         xy_chart_svg({f"{what}, 10 bins (ECE {ece:.3f})": (mean_conf.tolist(), freq.tolist())},
-                     title="Calibration (reliability)", xlabel=f"mean predicted {what}",
+                     title="Calibration (reliability)", xlabel="mean predicted probability",
                      ylabel="observed" if k == 2 else "accuracy", diagonal=True, markers=True,
                      legend="upper left"),
     ]
-    return f"ROC, precision-recall and calibration ({which} rows)", f'<div class="charts">{"".join(charts)}</div>'
+    calibration = (f"the predicted p('{classes[1]}') against the observed share" if k == 2 else
+                   "the top class's probability against accuracy")
+    text = f"<p>ROC and precision-recall: {html.escape(how)}. Calibration: {html.escape(calibration)}, 10 bins.</p>"
+    return f"ROC, precision-recall and calibration ({which} rows)", f'{text}<div class="charts">{"".join(charts)}</div>'
 
 
 def regression_plots(pred: np.ndarray, truth: np.ndarray, *, target: str, which: str) -> list[tuple[str, str]]:
