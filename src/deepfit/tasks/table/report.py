@@ -60,7 +60,8 @@ def table_report(path: Path, *, predictor: TablePredictor, infos: dict[str, Any]
     if info["notes"]:
         sections.append(("Notes", "<ul>" + "".join(f"<li>{html.escape(n)}</li>" for n in info["notes"]) + "</ul>"))
     judge = valid_predictor if valid_predictor is not None else predictor
-    note = "The first model's alone, as the validation metrics." if judge is not predictor else ""
+    note = ("Measured with the first model alone, as the validation metrics are: the other models "
+            "trained on some of these rows.") if judge is not predictor else ""
     sections.append(importance_section(judge, valid_frame, models=1 if judge is not predictor else len(histories),
                                        note=note))
     which = "test" if info["test_rows"] else "validation"
