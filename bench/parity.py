@@ -300,7 +300,7 @@ def _predictions_diff(a: Path, b: Path) -> str:
     return text + (f", {labels} labels differ" if labels else "")
 
 
-def compare(a: Path, b: Path) -> int:
+def compare(a: Path, b: Path, json_out: Path | None = None) -> int:
     sa = json.loads((a / "summary.json").read_text()) if (a / "summary.json").exists() else {"runs": {}}
     sb = json.loads((b / "summary.json").read_text()) if (b / "summary.json").exists() else {"runs": {}}
     names = [n for n in RUNS if n in sa["runs"] or n in sb["runs"]]
@@ -327,6 +327,14 @@ def compare(a: Path, b: Path) -> int:
     for r in [header, tuple("-" * w for w in widths), *rows]:
         print("  ".join(str(c).ljust(w) for c, w in zip(r, widths)).rstrip())
     print(f"\nA = {a}\nB = {b}\n" + ("DIFFERENT" if bad else "IDENTICAL"))
+    if json_out is not None:
+        table = [dict(zip(("run", "tensors_equal", "predictions_max_abs_diff", "extras_equal", "seconds_a_b"), r))
+                 for r in rows]
+        identical = sum(r[1] == "yes" and r[2] in ("0", "-") and r[3] == "yes" for r in rows)
+        result = {"a": {"dir": str(a), **sa}, "b": {"dir": str(b), **sb}, "rows": table,
+                  "summary": {"runs_compared": len(rows), "runs_identical": identical, "identical": not bad}}
+        json_out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+        print(f"wrote {json_out}")
     return 1 if bad else 0
 
 
@@ -338,13 +346,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", nargs="+", choices=RUNS, default=list(RUNS), help="with --out: which runs")
     parser.add_argument("--compile-auto", action="store_true",
                         help="with --out: let the Learner's timing-based compile policy decide (default: eager)")
+    parser.add_argument("--json", type=Path, default=None, help="with --compare: write the table and a summary here")
     parser.add_argument("--child", choices=RUNS, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
         child(args.child, args.out, compile_auto=args.compile_auto)
         return 0
     if args.compare:
-        return compare(*args.compare)
+        return compare(*args.compare, json_out=args.json)
     return record(args.out, args.runs, compile_auto=args.compile_auto)
 
 

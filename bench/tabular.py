@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import argparse, json, os, platform, resource, shutil, subprocess, sys, tempfile, time, traceback  # noqa: E401
 
-from tabular_summary import print_table, summarize  # bench/ is sys.path[0] when this file runs
+from _tabular_summary import print_table, summarize  # bench/ is sys.path[0] when this file runs
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)

@@ -63,6 +63,14 @@ def run_script(name: str, *args: object, ranks: int | None = None, timeout: floa
     assert proc.returncode == 0, err[-3000:]
 
 
+def assert_same_replicas(prefix: Path) -> None:
+    """Both ranks saved the same weights to ``<prefix>.<rank>.safetensors``: the replicas never drifted."""
+    a, b = (load_file(f"{prefix}.{r}.safetensors") for r in (0, 1))
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+
+
 def test_two_process_ddp_matches_single_process(tmp_path):
     two = tmp_path / "two.safetensors"
     run_script("ddp_train.py", two, 32, ranks=2)
@@ -98,9 +106,7 @@ def test_language_model_trains_under_torchrun_and_rank_0_writes_the_run(tmp_path
 
     out, prefix = tmp_path / "lm", tmp_path / "weights"
     run_script("ddp_lm.py", out, prefix, ranks=2, timeout=180)
-    a, b = (load_file(f"{prefix}.{r}.safetensors") for r in (0, 1))
-    for k in a:
-        assert torch.equal(a[k], b[k]), k  # one model: the replicas never drifted
+    assert_same_replicas(prefix)
     assert not (tmp_path / "lm.incomplete").exists()
     lm = load(out)
     assert lm.info["stopped_by_time_limit"] and lm.info["steps"] > 20
@@ -113,9 +119,7 @@ def test_bundled_dataset_trains_under_torchrun_and_rank_0_writes_a_loadable_run(
 
     out, prefix = tmp_path / "digits", tmp_path / "weights"
     run_script("ddp_arrays.py", out, prefix, ranks=2, timeout=240)
-    a, b = (load_file(f"{prefix}.{r}.safetensors") for r in (0, 1))
-    for k in a:
-        assert torch.equal(a[k], b[k]), k  # one model: the replicas never drifted
+    assert_same_replicas(prefix)
     assert not (tmp_path / "digits.incomplete").exists() and (out / "deepfit.json").exists()
     model = load(out)
     assert model.metrics["test_accuracy"] > 0.9  # reduced over both ranks' shares of the test split
@@ -284,10 +288,7 @@ def test_table_trains_under_torchrun_with_rank_0_deciding_and_writing(tmp_path, 
     credit, reviews = _table_csvs(tmp_path)
     out, prefix = tmp_path / "run", tmp_path / "weights"
     run_script("ddp_table.py", case, credit if case == "timed" else reviews, out, prefix, ranks=2, timeout=300)
-    a, b = (load_file(f"{prefix}.{r}.safetensors") for r in (0, 1))
-    assert a.keys() == b.keys()
-    for k in a:
-        assert torch.equal(a[k], b[k]), k  # one model: the replicas never drifted
+    assert_same_replicas(prefix)
     seen = [json.loads(Path(f"{prefix}.{r}.json").read_text()) for r in (0, 1)]
     assert seen[0] == seen[1] and seen[0]["world"] == 2  # the same decisions and metrics on both ranks
     assert not (tmp_path / "run.incomplete").exists()

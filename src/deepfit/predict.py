@@ -1,12 +1,5 @@
-"""Predictors: ``load`` reads any saved model directory; ``Predictor`` is the table predictor.
-
-Example:
-    >>> import deepfit, pandas as pd
-    >>> df = pd.DataFrame({"x": range(200), "y": ["small"] * 100 + ["big"] * 100})
-    >>> model = deepfit.fit(df, target="y", time_limit=20, progress=False)   # doctest: +SKIP
-    >>> model.predict(pd.DataFrame({"x": [3, 190]}))                          # doctest: +SKIP
-    array(['small', 'big'], dtype=object)
-"""
+"""``load`` reads any saved model directory; ``Predictor`` is the table predictor (see
+:mod:`deepfit.tasks.table.predictor`). Kept so that ``from deepfit.predict import ...`` works."""
 
 from __future__ import annotations
 

@@ -11,13 +11,15 @@ from __future__ import annotations
 import atexit
 import os
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.distributed as dist
 
 from deepfit.errors import DistributedError
 
-__all__ = ["DistInfo", "setup", "teardown", "is_main_process", "barrier", "single_process_only"]
+__all__ = ["DistInfo", "setup", "teardown", "is_main_process", "barrier", "single_process_only", "world_size",
+           "from_rank_0", "buffers_from_rank_0"]
 
 _OWNED = False
 
@@ -119,3 +121,38 @@ def teardown() -> None:
 
 def is_main_process() -> bool:
     return not (dist.is_available() and dist.is_initialized()) or dist.get_rank() == 0
+
+
+def world_size() -> int:
+    """Processes in the group (1 when torch.distributed is not initialised)."""
+    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+
+
+def from_rank_0(value: Any) -> Any:
+    """Rank 0's ``value`` (a picklable object) on every rank; ``value`` itself in one process.
+
+    For what each rank would decide differently — anything read from the clock (an ensemble
+    size, whether another model starts, an epoch count) — so that every rank trains the same
+    models: a rank that decided alone would leave the others waiting in a collective. Every
+    rank must call it at the same point.
+    """
+    if world_size() == 1:
+        return value
+    box = [value]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+def buffers_from_rank_0(module: torch.nn.Module) -> None:
+    """Copy rank 0's buffers (BatchNorm statistics) to every rank (nothing in one process).
+
+    DDP broadcasts rank 0's buffers before each forward, so during training the other ranks'
+    own updates are overwritten at the next step; after the last step (and after restoring best
+    weights) they are not, and each rank's running statistics would end slightly different.
+    Rank 0's are those its checkpoints and the artifact hold.
+    """
+    if world_size() > 1:
+        with torch.no_grad():
+            for buffer in module.buffers():
+                dist.broadcast(buffer, src=0)
+

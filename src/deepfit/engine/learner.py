@@ -469,6 +469,8 @@ class Learner:
         except CancelFit:
             pass
         self.callbacks("on_fit_end", self)
+        if self.dist.enabled:  # every replica ends as the model rank 0 saves
+            distributed.buffers_from_rank_0(self.model)
         return self.history
 
     def _train_epoch(self, loader: BatchLoader, epoch: int, first: int) -> None:

@@ -43,6 +43,7 @@ from typing import Any
 import pandas as pd
 import torch
 
+from deepfit.engine.distributed import from_rank_0
 from deepfit.errors import ConfigError, DataError
 from deepfit.features.target import MULTILABEL_SEP
 from deepfit.tasks.base import BasePredictor, Task
@@ -52,7 +53,7 @@ from deepfit.tasks.images.rows import ImageData, RowEncoder
 from deepfit.tasks.images.settings import ImageSettings, recipe
 from deepfit.tasks.runner import Run, source_name
 
-__all__ = ["ImageTask", "fit_images", "probe_step_seconds", "from_rank_0", "buffers_from_rank_0"]
+__all__ = ["ImageTask", "fit_images", "probe_step_seconds"]
 
 CLI_SETTINGS = ("task", "target", "time_limit", "seed", "epochs", "batch_size", "lr", "checkpoint_every",
                 "split_by", "group", "types")
@@ -338,7 +339,6 @@ class ImageTask(Task):
             compile=False if network.mix is not None else "auto",
         )
         history = learner.fit_one_cycle(int(plan["epochs_planned"]), resume=run.resume_from())
-        buffers_from_rank_0(network.net)
         network.model.eval()
         return history, time_limit
 
@@ -366,37 +366,6 @@ class ImageTask(Task):
                      "eval_probs": test_probs, "eval_labels": y_test}
         predictor.metrics = {k: v for k, v in metrics.items() if isinstance(v, float) and math.isfinite(v)}
         return shown
-
-
-def from_rank_0(value: Any) -> Any:
-    """Rank 0's ``value`` on every rank under torch.distributed (a picklable object); else ``value``.
-
-    What a rank decides against the clock must be decided once: a rank that planned another
-    number of steps would leave the others waiting in a gradient all-reduce.
-    """
-    import torch.distributed as dist
-
-    if not (dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1):
-        return value
-    box = [value]
-    dist.broadcast_object_list(box, src=0)
-    return box[0]
-
-
-def buffers_from_rank_0(module: torch.nn.Module) -> None:
-    """Under torch.distributed, copy rank 0's buffers (BatchNorm statistics) to every rank.
-
-    DDP broadcasts rank 0's buffers before each forward, so during training the other ranks'
-    own updates are overwritten at the next step; after the last step they are not, and each
-    rank's running statistics would end slightly different. Rank 0's are the ones its
-    checkpoints and the artifact hold: with them every replica is the saved model.
-    """
-    import torch.distributed as dist
-
-    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
-        with torch.no_grad():
-            for buffer in module.buffers():
-                dist.broadcast(buffer, src=0)
 
 
 def probe_step_seconds(model: torch.nn.Module, loss: Any, images: torch.Tensor, extra: tuple, y: torch.Tensor,

@@ -34,17 +34,17 @@ import os
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import torch
-import torch.distributed as dist
 
 from deepfit.data.sources import read_table
 from deepfit.data.split import split_indices
 from deepfit.data.table import ColumnInfo, coerce_column, find_column, infer_types
 from deepfit.engine.callbacks import CSVLogger, EarlyStopping, TimeLimit
+from deepfit.engine.distributed import from_rank_0, world_size
 from deepfit.engine.learner import Learner
 from deepfit.engine.precision import cpu_has_fast_bf16
 from deepfit.engine.rng import seed_everything
@@ -65,28 +65,9 @@ from deepfit.tasks.table.sizing import (BUDGET_BOUND_EPOCHS, BUDGET_BOUND_PATIEN
 from deepfit.tasks.table.text import (ngram_prior_of, penalise_like_logistic_regression, uses_ngram_penalty,
                                       wide_optimizer)
 
-__all__ = ["TableTask", "TableData", "TablePlan", "fit_table", "decided_by_rank0"]
+__all__ = ["TableTask", "TableData", "TablePlan", "fit_table"]
 
 Tensors = tuple[torch.Tensor, ...]  # the preprocessor's arrays, then the encoded target
-T = TypeVar("T")
-
-
-def _world_size() -> int:
-    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
-
-
-def decided_by_rank0(value: T) -> T:
-    """``value`` as rank 0 has it, on every rank under torch.distributed (else ``value`` itself).
-
-    For what each rank would decide differently — anything read from the clock — so that all
-    ranks train the same models: a rank that decided alone would leave the others waiting in a
-    collective. Every rank must call it at the same point.
-    """
-    if _world_size() > 1:
-        box = [value]
-        dist.broadcast_object_list(box, src=0)
-        return box[0]
-    return value
 
 
 @dataclass
@@ -317,14 +298,14 @@ class TableTask(Task):
         s = self.settings
         n_fit = len(table.fit_rows)
         batch = min(s.batch_size or default_batch_size(n_fit), n_fit)  # the global batch
-        per_rank = math.ceil(batch / _world_size())
+        per_rank = math.ceil(batch / world_size())
         if run.resuming:
             return TablePlan(k=int(run.plan["ensemble_k"]), batch_size=per_rank,
                              budget_bound=bool(run.plan["budget_bound"]), step_s={})
         if not (s.time_limit and s.auto_k):
             return TablePlan(k=s.k, batch_size=per_rank, budget_bound=False, step_s={})
         measured = self._size(table, run, per_rank, steps=math.ceil(n_fit / batch)) if run.is_main else None
-        plan: TablePlan = decided_by_rank0(measured)  # type: ignore[assignment]
+        plan: TablePlan = from_rank_0(measured)  # type: ignore[assignment]
         if plan.k < s.k:
             table.notes.append(f"ensemble of {plan.k} members instead of {s.k}, so that the time limit of "
                                f"{s.time_limit:g}s still pays for enough epochs")
@@ -389,7 +370,7 @@ class TableTask(Task):
         s = self.settings
         models, histories = [first], [first_history]
         all_t: Tensors | None = None  # every training row, encoded once for the other carve-outs
-        while decided_by_rank0(rule.wants_more(len(models), self._seconds_left(run))):
+        while from_rank_0(rule.wants_more(len(models), self._seconds_left(run))):
             seed = rule.seed(len(models))
             carve = None
             if rule.cross_fit:
