@@ -25,7 +25,12 @@ in the order of ``input_names()``):
 The concatenated vector feeds ``k`` ensemble members that share one MLP: each member scales the
 input elementwise by its own adapter (initialised at 1 +/- 0.1 noise), the shared MLP (``depth`` x
 Linear(width) + ReLU + Dropout) runs on all members as one batch, and per-member linear heads are
-one einsum (plus the wide text logits). Output: ``(B, k, n_outputs)``. Train every member (:func:`ensemble_loss`: the mean
+one einsum (plus the wide text logits). With ``linear=True`` a fixed linear prior is added to every
+member's output (:func:`linear_logits`: the piecewise-linear encodings and values of the numbers,
+one weight per category level, a bias), fitted before training with L2 shrinkage chosen on
+validation rows (``deepfit.tasks.table.linear``) and stored as buffers; the heads then start at
+zero, so training starts from the linear model and the network learns what it misses.
+Output: ``(B, k, n_outputs)``. Train every member (:func:`ensemble_loss`: the mean
 loss over members), predict with the mean (:func:`ensemble_predict`).
 
 Example:
@@ -49,7 +54,9 @@ from torch import Tensor, nn
 from deepfit.errors import ConfigError
 
 __all__ = ["TabularModel", "TabularBag", "FastDropout", "ensemble_loss", "ensemble_predict", "build_tabular",
-           "ngram_prior"]
+           "ngram_prior", "linear_logits", "LINEAR_BUFFERS"]
+
+LINEAR_BUFFERS = ("lin_ple", "lin_x", "lin_cat", "lin_bias")  # the linear prior, in this order
 
 
 def _check_spec(spec: dict) -> None:
@@ -115,6 +122,8 @@ class TabularModel(nn.Module):
         seq_widths, seq_strides: stages of the 1-D ResNet over sequence columns.
         seq_shift, seq_scale, seq_noise: sequence augmentation in training (shift in positions,
             amplitude range, noise standard deviation in scaled units).
+        linear: add the fixed linear prior (buffers ``lin_*``, zero until installed, saved with the
+            weights) to the output, and start the heads at zero.
     """
 
     def __init__(self, spec: dict, *, n_outputs: int, k: int = 16, width: int = 256, depth: int = 3,
@@ -123,7 +132,8 @@ class TabularModel(nn.Module):
                  text_heads: int = 4, ngram_drop: float = 0.0, ngram_prior: bool = False,
                  seq_widths: tuple[int, ...] | list[int] = (64, 64, 128),
                  seq_strides: tuple[int, ...] | list[int] = (1, 2, 2), seq_shift: int = 5,
-                 seq_scale: tuple[float, float] | list[float] = (0.8, 1.2), seq_noise: float = 0.05) -> None:
+                 seq_scale: tuple[float, float] | list[float] = (0.8, 1.2), seq_noise: float = 0.05,
+                 linear: bool = False) -> None:
         super().__init__()
         _check_spec(spec)
         if n_outputs < 1 or k < 1 or width < 1 or depth < 1 or d_embed < 1:
@@ -221,6 +231,14 @@ class TabularModel(nn.Module):
         s = 1 / math.sqrt(width)
         self.head_weight = nn.Parameter((torch.rand(k, width, n_outputs) * 2 - 1) * s)  # (k, W, C)
         self.head_bias = nn.Parameter((torch.rand(k, n_outputs) * 2 - 1) * s)  # (k, C)
+        self.linear = bool(linear)
+        if self.linear:  # the prior: fixed weights, set by deepfit.tasks.table.linear before training
+            nn.init.zeros_(self.head_weight)
+            nn.init.zeros_(self.head_bias)
+            self.register_buffer("lin_ple", torch.zeros(self.n_num, t_max, n_outputs))  # (J, T, C)
+            self.register_buffer("lin_x", torch.zeros(self.n_num, n_outputs))  # (J, C)
+            self.register_buffer("lin_cat", torch.zeros(max(sum(cards), 0), n_outputs))  # (V, C)
+            self.register_buffer("lin_bias", torch.zeros(n_outputs))  # (C,)
 
     def ple_encode(self, x_num: Tensor) -> Tensor:
         """Piecewise-linear encoding of every number column at once: (B, J) → (B, J, T).
@@ -246,8 +264,11 @@ class TabularModel(nn.Module):
         parts: list[Tensor] = []
         b = x_num.shape[0]
         wide = None
-        if self.n_num:
-            enc = self.ple_encode(x_num)  # (B, J, T)
+        enc = self.ple_encode(x_num) if self.n_num else None  # (B, J, T)
+        if self.linear:  # in float32 even under bf16 autocast: the prior is a fitted model, not a start
+            with torch.autocast(x_num.device.type, enabled=False):
+                wide = linear_logits(enc, x_num, x_cat + self.cat_offsets, *self.linear_weights())  # (B, C)
+        if enc is not None:
             emb = torch.einsum("bjt,jtd->bjd", enc, self.num_weight) + self.num_bias  # (B, J, d)
             if self.num_linear is None:
                 parts.append(F.relu(emb).reshape(b, -1))  # (B, J*d)
@@ -257,7 +278,7 @@ class TabularModel(nn.Module):
             parts.append(self.cat_embed(x_cat + self.cat_offsets).reshape(b, -1))  # (B, C*d)
         if self.n_text:
             text_w, tokens = extra[0], extra[1]
-            wide = self._wide(x_text, text_w)  # (B, C)
+            wide = self._wide(x_text, text_w) if wide is None else wide + self._wide(x_text, text_w)  # (B, C)
             if self.text_encoder is not None:
                 pooled = self.text_encoder(tokens.reshape(b * self.n_text, -1))  # (B*T, D)
                 parts.append(pooled.reshape(b, -1))  # (B, T*D)
@@ -273,6 +294,12 @@ class TabularModel(nn.Module):
         h = self.mlp(h)  # (B, k, W): shared weights, members batched
         out = torch.einsum("bkw,kwc->bkc", h, self.head_weight) + self.head_bias  # (B, k, C)
         return out if wide is None else out + wide.unsqueeze(1)  # (B, k, C)
+
+    def linear_weights(self) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """The linear prior's ``(lin_ple, lin_x, lin_cat, lin_bias)`` (a model built with ``linear=True``)."""
+        if not self.linear:
+            raise ConfigError("this TabularModel has no linear prior; build it with linear=True")
+        return self.lin_ple, self.lin_x, self.lin_cat, self.lin_bias  # type: ignore[return-value]
 
     def _wide(self, ids: Tensor, weights: Tensor) -> Tensor:
         """Sum of TF-IDF weighted n-gram logits over every text column: (B, T, G) → (B, C)."""
@@ -319,7 +346,30 @@ class TabularModel(nn.Module):
                 "text_heads": self.text_heads, "ngram_drop": self.ngram_drop, "ngram_prior": self.ngram_prior,
                 "seq_widths": self.seq_widths,
                 "seq_strides": self.seq_strides, "seq_shift": self.seq_shift, "seq_scale": list(self.seq_scale),
-                "seq_noise": self.seq_noise}
+                "seq_noise": self.seq_noise, "linear": self.linear}
+
+
+def linear_logits(enc: Tensor | None, x_num: Tensor, cat_ids: Tensor, lin_ple: Tensor, lin_x: Tensor,
+                  lin_cat: Tensor, lin_bias: Tensor) -> Tensor:
+    """The linear prior's logits, ``(B, C)``: an additive model of the inputs.
+
+    ``enc`` (B, J, T) the numbers' piecewise-linear encodings (:meth:`TabularModel.ple_encode`,
+    None without numbers) times ``lin_ple`` (J, T, C), so each number contributes a piecewise-linear
+    curve; ``x_num`` (B, J) times ``lin_x`` (J, C); one row of ``lin_cat`` (V, C) per category
+    column at ``cat_ids`` (B, C_cat), the codes already shifted by the column offsets; plus ``lin_bias``.
+
+    Example:
+        >>> enc, x = torch.ones(2, 1, 3), torch.ones(2, 1)
+        >>> linear_logits(enc, x, torch.tensor([[1], [0]]), torch.ones(1, 3, 1), torch.ones(1, 1),
+        ...               torch.tensor([[0.0], [0.5]]), torch.zeros(1)).tolist()
+        [[4.5], [4.0]]
+    """
+    out = lin_bias.expand(x_num.shape[0], -1)  # (B, C)
+    if enc is not None and enc.shape[1]:
+        out = out + torch.einsum("bjt,jtc->bc", enc, lin_ple) + x_num.float() @ lin_x
+    if cat_ids.shape[1]:
+        out = out + F.embedding(cat_ids, lin_cat).sum(1)  # (B, C)
+    return out
 
 
 class TabularBag(nn.Module):

@@ -1,7 +1,8 @@
 """Settings of the table task: everything that decides a table run (stored in ``run.json``).
 
 Version 2 (the one-shape refactor) is the first with a ``version``; a version-1 ``run.json``
-(no version) is read through :func:`_v1_to_v2_before_version_b_embeddings`. Unknown keys are
+(no version) is read through :func:`_v1_to_v2_before_version_b_embeddings`, a version-2 one
+through :func:`_v2_to_v3_before_linear_prior` (version 3: the linear prior). Unknown keys are
 an error naming the key (``TaskSettings.from_json``).
 """
 
@@ -28,6 +29,12 @@ def _v1_to_v2_before_version_b_embeddings(d: dict[str, Any]) -> dict[str, Any]:
     return {**before, **d}
 
 
+def _v2_to_v3_before_linear_prior(d: dict[str, Any]) -> dict[str, Any]:
+    """A version-2 ``run.json`` comes from a run whose models had no linear prior (``linear``
+    arrived with version 3): resuming it must rebuild the same models."""
+    return {"linear": False, **d}
+
+
 @dataclass(frozen=True)
 class TableSettings(TaskSettings):
     """Everything that decides a table run (stored in ``run.json`` for ``--resume``).
@@ -38,8 +45,8 @@ class TableSettings(TaskSettings):
         True
     """
 
-    VERSION = 2
-    MIGRATIONS = {1: _v1_to_v2_before_version_b_embeddings}
+    VERSION = 3
+    MIGRATIONS = {1: _v1_to_v2_before_version_b_embeddings, 2: _v2_to_v3_before_linear_prior}
 
     target: str
     task: str = "auto"
@@ -95,6 +102,10 @@ class TableSettings(TaskSettings):
     # (see BENCHMARKS.md §3, hpc_data).
     mix_bags: bool = True
     final_lr_frac: float = 0.01
+    # A linear prior in every model (tasks/table/linear.py): an additive model of the numbers'
+    # piecewise-linear curves and one weight per category level, L2 strength chosen on the
+    # validation rows, fitted before training; the network starts from it and learns the rest.
+    linear: bool = True
     checkpoint_every: int | None = None
 
     def __post_init__(self) -> None:

@@ -57,6 +57,7 @@ from deepfit.tasks.base import Task
 from deepfit.tasks.runner import Run, fit, source_name
 from deepfit.tasks.table.ensemble import BagRule, EnsembleMetric
 from deepfit.tasks.table.labels import clean_target
+from deepfit.tasks.table.linear import LinearFit, fit_linear_prior
 from deepfit.tasks.table.predictor import TablePredictor
 from deepfit.tasks.table.report import table_report
 from deepfit.tasks.table.settings import TableSettings
@@ -92,6 +93,7 @@ class TableData:
     train_t: Tensors
     valid_t: Tensors
     first_prior: torch.Tensor | None = None  # the first carve-out's n-gram prior: computed once
+    first_linear: LinearFit | None = None  # the first carve-out's linear prior: fitted once
 
     def tensors(self, frame: pd.DataFrame, y: pd.Series) -> Tensors:
         """``frame`` (coerced input columns) and ``y`` (targets) as the model's tensors."""
@@ -262,25 +264,37 @@ class TableTask(Task):
         smoothing = self.settings.label_smoothing if table.task == "classify" else 0.0
         return partial(ensemble_loss, task=table.task, label_smoothing=smoothing)
 
-    def _model(self, table: TableData, k: int, ple_version: str | None = None, fit: Tensors | None = None) -> TabularModel:
-        """A fresh model of ``k`` members (seeded by the caller) for rows ``fit`` (default: the
-        first carve-out); with text, its n-gram part is set up like a logistic regression (text.py)."""
+    def _model(self, table: TableData, k: int, ple_version: str | None = None,
+               carve: tuple[Tensors, Tensors] | None = None) -> TabularModel:
+        """A fresh model of ``k`` members (seeded by the caller) for the rows of ``carve`` (train,
+        valid tensors; default: the first carve-out); with ``linear``, its linear prior is fitted
+        on them (linear.py); with text, its n-gram part is set up like a logistic regression (text.py).
+        What depends only on the first carve-out is computed once."""
         s = self.settings
         spec = table.pre.spec()
         text_lr = uses_ngram_penalty(table.task, spec)
         use_prior = text_lr and s.ngram_nb
         m = TabularModel(spec, n_outputs=table.target_enc.n_outputs, k=k, width=s.width, depth=s.depth,
                          dropout=s.dropout, ple_version=ple_version or s.ple_version, text_dim=s.text_dim,
-                         text_layers=s.text_layers, ngram_prior=use_prior)
-        rows = fit if fit is not None else table.train_t
+                         text_layers=s.text_layers, ngram_prior=use_prior, linear=s.linear)
+        rows, valid = carve if carve is not None else (table.train_t, table.valid_t)
         if use_prior:
-            if fit is not None:
+            if carve is not None:
                 prior = ngram_prior_of(rows, spec, table.target_enc.n_outputs)
             else:
                 if table.first_prior is None:
                     table.first_prior = ngram_prior_of(rows, spec, table.target_enc.n_outputs)
                 prior = table.first_prior
             m.set_ngram_prior(prior)
+        if s.linear:
+            if carve is not None:
+                lin = fit_linear_prior(m, rows, valid, task=table.task, seed=s.seed)
+            else:
+                if table.first_linear is None:
+                    table.first_linear = fit_linear_prior(m, rows, valid, task=table.task, seed=s.seed)
+                    table.notes.append(table.first_linear.note())
+                lin = table.first_linear
+            lin.install(m)
         if text_lr and s.ngram_c is not None and m.text_linear is not None:
             penalise_like_logistic_regression(m.text_linear.weight, c=s.ngram_c, n_rows=len(rows[-1]))
         return m
@@ -381,8 +395,7 @@ class TableTask(Task):
                 f_idx, v_idx = torch.from_numpy(f_rows), torch.from_numpy(v_rows)
                 carve = (tuple(t[f_idx] for t in all_t), tuple(t[v_idx] for t in all_t))
             seed_everything(seed)
-            extra = self._model(table, plan.k, rule.ple_version(len(models)),
-                                fit=carve[0] if carve is not None else None)
+            extra = self._model(table, plan.k, rule.ple_version(len(models)), carve=carve)
             history, _, limit = self._fit_one(table, plan, run, extra, self._seconds_left(run), seed, first=False,
                                               carve=carve, label=rule.label(len(models)))
             models.append(extra)  # its best weights, with the LR decayed if the budget ended it
