@@ -120,8 +120,8 @@ def test_far_rows_predict_within_the_bounds_with_a_warning_naming_the_columns(tr
         pred = loaded.predict(far_rows(df))
     assert len(record) == 1
     message = str(record[0].message)
-    assert message.startswith("2 of 2 rows hold numbers outside the training range, in 2 column(s): "
-                              "'x1' (2), 'x2' (2)")
+    assert message.startswith("2 of 2 rows hold numbers outside the training range, in 'x1' (2 rows), "
+                              "'x2' (2 rows); the model treated each such value as the nearest training extreme")
     assert "nearest training extreme" in message and "predictions stay within" in message
     assert np.all(pred >= y.min() - 0.05 * span) and np.all(pred <= y.max() + 0.05 * span)
     assert np.all((pred >= loaded.target.low) & (pred <= loaded.target.high))
@@ -156,7 +156,7 @@ def test_cli_predict_prints_one_note_on_stderr(trained, tmp_path):
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(
         f"deepfit predict: note: 2 of 2 rows of {tmp_path / 'far.csv'} hold numbers outside the training range")
-    assert "'x1' (2), 'x2' (2)" in lines[0]
+    assert "in 'x1' (2 rows), 'x2' (2 rows)" in lines[0]
     pred = pd.read_csv(io.StringIO(proc.stdout))["prediction"].to_numpy()
     span = np.ptp(df["y"])
     assert np.all((pred >= df["y"].min() - 0.05 * span) & (pred <= df["y"].max() + 0.05 * span))

@@ -123,16 +123,17 @@ class TablePredictor(BasePredictor):
         if not counts:
             return ""
         n_rows = int(self.preprocessor.out_of_range_rows(coerced).sum())
-        shown = ", ".join(f"'{name}' ({n})" for name, n in list(counts.items())[:OUT_OF_RANGE_SHOWN])
-        more = f" and {len(counts) - OUT_OF_RANGE_SHOWN} more" if len(counts) > OUT_OF_RANGE_SHOWN else ""
+        shown = ", ".join(f"'{name}' ({n} row{'s' if n > 1 else ''})"
+                          for name, n in list(counts.items())[:OUT_OF_RANGE_SHOWN])
+        more = f" and {len(counts) - OUT_OF_RANGE_SHOWN} more columns" if len(counts) > OUT_OF_RANGE_SHOWN else ""
         bounded = ""
         if self.task == "regress" and getattr(self.target, "low", None) is not None:
             bounded = (f"; predictions stay within the training range of '{self.target_name}' widened by 5 % "
                        f"([{self.target.low:.6g}, {self.target.high:.6g}])")
         of = "" if source == "rows" else f" of {source}"
-        return (f"{n_rows} of {len(coerced)} rows{of} hold numbers outside the training range, in "
-                f"{len(counts)} column(s): {shown}{more} (rows per column); the model treated each such value "
-                f"as the nearest training extreme (the minimum or maximum it was trained on){bounded}")
+        return (f"{n_rows} of {len(coerced)} rows{of} hold numbers outside the training range, in {shown}{more}; "
+                f"the model treated each such value as the nearest training extreme (the minimum or maximum it "
+                f"was trained on){bounded}")
 
     def _predict_tensor(self, inputs: tuple[torch.Tensor, ...]) -> torch.Tensor:
         from deepfit.models.tabular import ensemble_predict
