@@ -30,6 +30,7 @@ MODULES = [
     "deepfit.features.text",
     "deepfit.features.sequence",
     "deepfit.features.preprocessor",
+    "deepfit.features.target",
     "deepfit.models.transformer",
     "deepfit.models.tabular",
     "deepfit.tasks.table.settings",

@@ -13,6 +13,7 @@ import pytest
 from safetensors.torch import load_file
 
 from deepfit import datasets
+from deepfit.artifact import FORMAT_VERSION
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -46,7 +47,7 @@ def test_train_writes_artifact_metrics_and_report(trained):
     metrics = json.loads((trained / "metrics.json").read_text())
     assert metrics["test_accuracy"] > 0.72  # majority class is ~0.72; the model must beat it
     meta = json.loads((trained / "deepfit.json").read_text())
-    assert meta["task"] == "classify" and meta["format_version"] == 2
+    assert meta["task"] == "classify" and meta["format_version"] == FORMAT_VERSION
     assert {c["name"]: c["kind"] for c in meta["columns"]}["Home"] == "category"
 
 

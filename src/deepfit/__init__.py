@@ -15,7 +15,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 from deepfit._version import __version__
-from deepfit.errors import DeepfitError
+from deepfit.errors import DeepfitError, DeepfitWarning
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers only
     from deepfit import datasets as datasets
@@ -23,7 +23,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers only
     from deepfit.engine.callbacks import Callback as Callback
     from deepfit.engine.learner import Learner as Learner
 
-__all__ = ["__version__", "DeepfitError", "Learner", "Callback", "Predictor", "datasets", "fit", "load"]
+__all__ = ["__version__", "DeepfitError", "DeepfitWarning", "Learner", "Callback", "Predictor", "datasets", "fit", "load"]
 
 _LAZY = {
     "Predictor": ("deepfit.predict", "Predictor"),

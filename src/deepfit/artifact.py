@@ -26,7 +26,7 @@ __all__ = ["ArtifactError", "FORMAT", "FORMAT_VERSION", "KINDS", "TASKS", "artif
            "read_meta", "require_fields", "read_weights", "MAX_JSON_BYTES", "MIGRATIONS"]
 
 FORMAT = "deepfit-artifact"
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 MAX_JSON_BYTES = 64 * 1024 * 1024
 
 # Fields every artifact has; each kind's loader checks its own with :func:`require_fields`.
@@ -55,8 +55,20 @@ def _v1_to_v2(meta: dict[str, Any]) -> dict[str, Any]:
     return meta
 
 
+def _v2_to_v3_regression_bounds(meta: dict[str, Any]) -> dict[str, Any]:
+    """Format 3 (robust predictions, 2027-01): a regression target's state names its
+    ``transform`` and the ``low``/``high`` bounds its outputs are clipped to. Before, targets
+    were standardised as they are (``"standard"``) and outputs unbounded: null bounds, so an
+    older model predicts exactly what it did."""
+    target = meta.get("target")
+    if isinstance(target, dict) and target.get("task") == "regress":
+        for key, value in (("transform", "standard"), ("low", None), ("high", None)):
+            target.setdefault(key, value)
+    return meta
+
+
 # format_version -> the function that turns such a deepfit.json into the next version.
-MIGRATIONS = {1: _v1_to_v2}
+MIGRATIONS = {1: _v1_to_v2, 2: _v2_to_v3_regression_bounds}
 
 
 class ArtifactError(DeepfitError):

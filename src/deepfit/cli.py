@@ -131,15 +131,31 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from deepfit.engine.distributed import is_main_process
 
     if is_main_process():  # under torchrun every rank returns the predictor; one prints
+        notes = getattr(predictor, "info", {}).get("notes") or []
+        chosen_task = next((n for n in notes if isinstance(n, str) and n.startswith("task: ")), None)
+        if chosen_task:  # an inferred task says which and why (deepfit.data.table.task_reason)
+            print(chosen_task)
         print(task_cls.summary_line(predictor))
         print(f"run directory: {out}  (report: {Path(out) / 'report.html'})")
     return 0
 
 
 def _cmd_predict(args: argparse.Namespace) -> int:
+    """Predict; a ``DeepfitWarning`` (e.g. inputs outside the training range) is one line on
+    stderr, ``deepfit predict: note: ...``; other warnings show as Python shows them."""
+    import warnings
+
+    from deepfit.errors import DeepfitWarning
     from deepfit.tasks import load
 
-    frame = load(args.model).predict_frame(args.data, source=args.data)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", DeepfitWarning)
+        frame = load(args.model).predict_frame(args.data, source=args.data)
+    for w in caught:
+        if issubclass(w.category, DeepfitWarning):
+            print(f"deepfit predict: note: {' '.join(str(w.message).split())}", file=sys.stderr)
+        else:
+            warnings.showwarning(w.message, w.category, w.filename, w.lineno)
     text = frame.to_csv(index=False)
     if args.out:
         from deepfit.engine.checkpoint import atomic_write_bytes

@@ -3,6 +3,9 @@
 Every error deepfit raises on purpose is a :class:`DeepfitError`; the subclasses say what
 went wrong. Messages name the bad value, where it came from, and the fix.
 
+:class:`DeepfitWarning` is deepfit's one warning category: something worth knowing that does
+not stop the work (e.g. rows to predict with values outside the training range).
+
 ``CancelFit`` and ``CancelEpoch`` are not errors: callbacks raise them to stop training early.
 """
 
@@ -22,6 +25,7 @@ __all__ = [
     "CancelFit",
     "CancelEpoch",
     "ColumnNotFound",
+    "DeepfitWarning",
 ]
 
 
@@ -51,6 +55,10 @@ class CallbackError(DeepfitError):
 
 class DistributedError(DeepfitError):
     """torch.distributed is misconfigured (environment, backend, or world size)."""
+
+
+class DeepfitWarning(UserWarning):
+    """Something worth knowing that did not stop the work; the message says what and what was done."""
 
 
 class CancelFit(Exception):

@@ -18,6 +18,7 @@ from deepfit.data.table import (
     find_column,
     infer_task,
     infer_types,
+    task_reason,
 )
 from deepfit.errors import ColumnNotFound, ConfigError, DataError
 
@@ -249,11 +250,53 @@ def test_date_format_pins_day_month_order():
 
 def test_infer_task():
     assert infer_task(ColumnInfo("y", "binary", 0, 2), s(["a", "b"])) == "classify"
-    assert infer_task(ColumnInfo("y", "number", 0, 5), s(["1", "2", "3", "4", "5"])) == "classify"
+    assert infer_task(ColumnInfo("y", "number", 0, 4), s(["1", "2", "3", "4"])) == "classify"  # too few for ratings
+    assert infer_task(ColumnInfo("y", "number", 0, 5), s(["1", "2", "3", "4", "5"])) == "regress"  # ratings 1..5
     assert infer_task(ColumnInfo("y", "number", 0, 11), s([str(i) for i in range(11)])) == "regress"
     assert infer_task(ColumnInfo("y", "number", 0, 3), s(["0.5", "1", "2"])) == "regress"
     with pytest.raises(DataError, match="target 'y' is a date column"):
         infer_task(ColumnInfo("y", "date", 0, 3), s(["2020-01-01"]))
+
+
+@pytest.mark.parametrize("values, task", [
+    (range(1, 6), "regress"),  # 1..5 stars
+    (range(1, 8), "regress"),  # 1..7 Likert
+    (range(1, 11), "regress"),  # 1..10
+    (range(0, 10), "classify"),  # digits 0..9: class codes start at 0
+    (range(0, 11), "regress"),  # 11 distinct: many values
+    (range(0, 5), "classify"),  # 0..4
+    (range(1, 5), "classify"),  # 1..4: fewer than 5 levels
+    ([1, 2, 3, 5, 6], "classify"),  # a gap: not a scale
+    ([2, 3, 4, 5, 6, 7], "classify"),  # starts at 2
+    ([-2, -1, 0, 1, 2], "classify"),
+    ([1.0, 2.0, 3.0, 4.0, 5.0], "regress"),  # integer-valued floats are integers
+])
+def test_ratings_like_integers_regress_and_class_codes_classify(values, task):
+    values = list(values)
+    column = s([str(v) for v in values * 3])
+    assert infer_task(ColumnInfo("rating", "number", 0, len(values)), column) == task
+    got, why = task_reason(ColumnInfo("rating", "number", 0, len(values)), column)
+    assert got == task and why.startswith(f"task: {'regression' if task == 'regress' else 'classification'}, "
+                                          "because 'rating' holds ")
+    assert ("task='classify' (CLI --task classify)" if task == "regress" else
+            "task='regress' (CLI --task regress)") in why
+
+
+def test_task_reasons_say_what_the_column_holds():
+    def why(kind, values):
+        return task_reason(ColumnInfo("y", kind, 0, len(set(values))), s(values))[1]
+
+    assert why("number", ["1", "2", "3", "4", "5"]) == (
+        "task: regression, because 'y' holds the integers 1..5, a ratings-like scale; pass task='classify' "
+        "(CLI --task classify) to predict it as classes")
+    assert why("number", ["0", "1", "2", "0"]) == (
+        "task: classification, because 'y' holds only 3 distinct integers (0..2); pass task='regress' "
+        "(CLI --task regress) to predict it as a number")
+    assert "only 5 distinct integers (1, 2, 3, 5, 6)" in why("number", ["1", "2", "3", "5", "6"])
+    assert "holds 12 distinct numbers (more than 10)" in why("number", [str(i) for i in range(12)])
+    assert "numbers that are not all integers" in why("number", ["0.5", "1", "2"])
+    assert why("category", ["a", "b", "c"]) == "task: classification, because 'y' holds categories (not numbers)"
+    assert why("binary", ["a", "b"]) == "task: classification, because 'y' holds two values"
 
 
 def test_column_info_json_roundtrip_and_validation():

@@ -69,6 +69,7 @@ __all__ = [
     "coerce_column",
     "find_column",
     "infer_task",
+    "task_reason",
     "guess_date_format",
     "parse_sequence",
 ]
@@ -218,24 +219,72 @@ def find_column(df: pd.DataFrame, name: str, *, role: str = "column", source: st
     raise ColumnNotFound(f"{what} {name!r} not in {source}; {hint} Columns: {shown}")
 
 
+RATINGS_MIN_LEVELS, RATINGS_MAX_LEVELS = 5, 10  # a ratings scale 1..n: 5 <= n <= 10
+FEW_INTEGERS = 10  # a number target with at most this many distinct integers is classes (unless ratings-like)
+
+
 def infer_task(info: ColumnInfo, values: pd.Series) -> str:
-    """"regress" for a number target with > 10 distinct or non-integer values, else "classify".
+    """"classify" or "regress" for a target column, by the rule of :func:`task_reason`.
 
     Example:
         >>> v = pd.Series([str(i / 3) for i in range(30)])
         >>> infer_task(ColumnInfo("y", "number", 0, 30), v)
         'regress'
     """
-    if info.kind in ("category", "binary"):
-        return "classify"
+    return task_reason(info, values)[0]
+
+
+def task_reason(info: ColumnInfo, values: pd.Series) -> tuple[str, str]:
+    """(the task for a target column, one line saying why and how to choose the other).
+
+    The rule, first match wins (values are the non-missing ones):
+
+    1. a **category** or **binary** column → "classify";
+    2. a **number** column with a non-integer value, or more than 10 distinct values → "regress";
+    3. integers forming a ratings-like scale — the smallest is 1, every integer from 1 to the
+       largest is present, and there are 5 to 10 of them (1..5, 1..7, 1..10) → "regress", as an
+       ordered scale whose errors are measured in steps;
+    4. any other 10 or fewer distinct integers (class codes 0..9, 0/1/2, 1..3, 1..5 with a gap)
+       → "classify".
+
+    Class codes usually start at 0 (digits 0..9) and ratings at 1, which is what tells 3 from 4;
+    ``task="classify"`` / ``task="regress"`` (``--task``) overrides the rule. Any other kind of
+    column is a DataError.
+
+    Example:
+        >>> task, why = task_reason(ColumnInfo("rating", "number", 0, 5), pd.Series(["1", "2", "3", "4", "5"] * 3))
+        >>> task, why  # doctest: +NORMALIZE_WHITESPACE
+        ('regress', "task: regression, because 'rating' holds the integers 1..5, a ratings-like scale;
+        pass task='classify' (CLI --task classify) to predict it as classes")
+        >>> task_reason(ColumnInfo("digit", "number", 0, 10), pd.Series([str(i % 10) for i in range(30)]))[0]
+        'classify'
+    """
+    name = info.name
+    as_classes = "pass task='classify' (CLI --task classify) to predict it as classes"
+    as_number = "pass task='regress' (CLI --task regress) to predict it as a number"
+    if info.kind == "binary":
+        return "classify", f"task: classification, because '{name}' holds two values"
+    if info.kind == "category":
+        return "classify", f"task: classification, because '{name}' holds categories (not numbers)"
     if info.kind != "number":
         raise DataError(f"target {info.name!r} is a {info.kind} column; deepfit predicts numbers and categories: "
                         f"override with types={{{info.name!r}: 'category'}} or {{{info.name!r}: 'number'}}")
     x = _numbers(values)[0]
     x = x[~np.isnan(x)]
-    if len(np.unique(x)) > 10 or not np.all(x == np.round(x)):
-        return "regress"
-    return "classify"
+    distinct = np.unique(x)
+    if not np.all(distinct == np.round(distinct)):
+        return "regress", f"task: regression, because '{name}' holds numbers that are not all integers; {as_classes}"
+    n = len(distinct)
+    if n > FEW_INTEGERS:
+        return "regress", (f"task: regression, because '{name}' holds {n} distinct numbers (more than "
+                           f"{FEW_INTEGERS}); {as_classes}")
+    low, high = (int(distinct[0]), int(distinct[-1])) if n else (0, 0)
+    if low == 1 and high == n and RATINGS_MIN_LEVELS <= n <= RATINGS_MAX_LEVELS:
+        return "regress", (f"task: regression, because '{name}' holds the integers 1..{n}, a ratings-like scale; "
+                           f"{as_classes}")
+    shown = f"{low}..{high}" if high - low + 1 == n else ", ".join(str(int(v)) for v in distinct)
+    return "classify", (f"task: classification, because '{name}' holds only {n} distinct integers ({shown}); "
+                        f"{as_number}")
 
 
 def guess_date_format(values: pd.Series, sample: int = 50) -> str | None:

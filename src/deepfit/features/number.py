@@ -9,6 +9,12 @@ clipped to +/-5. Missing values (NaN; +/-inf is treated as missing) encode as 0 
 0/1 missing-indicator column is added when the training rows had missing values (decided at fit
 time, so the number of columns never changes afterwards).
 
+A value beyond the training range gets the rank 0 or 1, so it encodes exactly as the training
+minimum or maximum does: the model treats it as the nearest training extreme, as a tree would.
+The training ``min``/``max`` are stored, and :meth:`NumberFeature.out_of_range` counts the values
+outside them (a model saved before they were stored takes them from the ends of its quantiles,
+which are the training minimum and maximum).
+
 Example:
     >>> import pandas as pd
     >>> f = NumberFeature("age").fit(pd.Series([20.0, 30.0, None, 40.0]))
@@ -109,6 +115,8 @@ class NumberFeature(Feature):
         self.bins: list[float] | None = None
         self.missing_indicator = False
         self.n_train = 0
+        self.min: float | None = None  # the finite training values' range (None: none were finite)
+        self.max: float | None = None
 
     def fit(self, values: pd.Series) -> Self:
         x = as_float(values, self.name)
@@ -117,8 +125,19 @@ class NumberFeature(Feature):
         self.bins = fit_bins(quantile_normal(finite, self.quantiles))
         self.missing_indicator = bool(len(finite) < len(x))
         self.n_train = int(len(x))
+        self.min, self.max = (float(finite.min()), float(finite.max())) if len(finite) else (None, None)
         self.fitted = True
         return self
+
+    def out_of_range(self, values: pd.Series) -> np.ndarray:
+        """Bool (N,): the values below the training minimum or above the maximum (missing: False;
+        all False when the range is unknown)."""
+        self._check_fitted()
+        x = as_float(values, self.name)
+        if self.min is None or self.max is None:
+            return np.zeros(len(x), dtype=bool)
+        with np.errstate(invalid="ignore"):
+            return (x < self.min) | (x > self.max)
 
     def encode(self, values: pd.Series) -> dict[str, np.ndarray]:
         self._check_fitted()
@@ -134,7 +153,7 @@ class NumberFeature(Feature):
     def state_dict(self) -> dict:
         self._check_fitted()
         return {"quantiles": [float(q) for q in self.quantiles], "bins": self.bins,
-                "missing_indicator": self.missing_indicator, "n_train": self.n_train}
+                "missing_indicator": self.missing_indicator, "n_train": self.n_train, "min": self.min, "max": self.max}
 
     @classmethod
     def from_state(cls, name: str, state: dict) -> Self:
@@ -149,5 +168,19 @@ class NumberFeature(Feature):
             raise DataError(f"{what}: saved 'missing_indicator' must be true or false; retrain the model")
         f.missing_indicator = state["missing_indicator"]
         f.n_train = int(state.get("n_train", 0))
+        if "min" in state or "max" in state:
+            require_keys(state, ("min", "max"), what=what)
+            low, high = state["min"], state["max"]
+            if (low is None) != (high is None) or (low is not None and not (
+                    _finite(low) and _finite(high) and low <= high)):
+                raise DataError(f"{what}: saved min={low!r}, max={high!r} must be finite numbers with min <= max "
+                                "(or both null); the file is damaged: retrain the model")
+            f.min, f.max = (None, None) if low is None else (float(low), float(high))
+        elif len(f.quantiles):  # saved before min/max were: the quantiles' ends are the training range
+            f.min, f.max = float(f.quantiles[0]), float(f.quantiles[-1])
         f.fitted = True
         return f
+
+
+def _finite(v: object) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and bool(np.isfinite(v))

@@ -24,6 +24,8 @@ any DataFrame): a missing input column is a ``ColumnNotFound`` error listing the
 are ignored; a number or date column where more than 5% of the present values do not parse is a
 ``DataError`` naming the column and the first bad row (up to 5% become missing); NaN and +/-inf
 numbers are treated as missing; categories never seen in training go to the unknown code 0.
+:meth:`TablePreprocessor.out_of_range` counts, per number column, the rows whose value lies
+outside the training range (encoded as the nearest training extreme).
 
 Example:
     >>> import pandas as pd
@@ -246,6 +248,34 @@ class TablePreprocessor:
                 _check_parsed(raw, coerced, name=name, kind=kind, source=source)
             out[name] = coerced
         return pd.DataFrame(out, index=df.index)
+
+    def out_of_range(self, df: pd.DataFrame) -> dict[str, int]:
+        """Number column → how many rows of ``df`` (coerced, as :meth:`check_input` returns them)
+        hold a value below its training minimum or above its maximum; only columns with such rows.
+
+        Such a value encodes exactly as the nearest training extreme does (number.py), so the
+        model answers as it would there; this says when that happened.
+
+        Example:
+            >>> pre = TablePreprocessor({"x": "number"}).fit(pd.DataFrame({"x": [1.0, 5.0]}))
+            >>> pre.out_of_range(pd.DataFrame({"x": [0.0, 3.0, 9.0, None]}))
+            {'x': 2}
+        """
+        counts = {name: int(mask.sum()) for name, mask in self._out_of_range_masks(df).items()}
+        return {name: n for name, n in counts.items() if n}
+
+    def out_of_range_rows(self, df: pd.DataFrame) -> np.ndarray:
+        """Bool (N,): the rows of ``df`` (coerced) with a number outside its training range in any column."""
+        out = np.zeros(len(df), dtype=bool)
+        for mask in self._out_of_range_masks(df).values():
+            out |= mask
+        return out
+
+    def _out_of_range_masks(self, df: pd.DataFrame) -> dict[str, np.ndarray]:
+        if not self.fitted:
+            raise ConfigError("TablePreprocessor is not fitted; call fit() first")
+        self._require(df, "the data to check")
+        return {name: f.out_of_range(df[name]) for name, f in self.features.items() if isinstance(f, NumberFeature)}
 
     def __repr__(self) -> str:
         cols = ", ".join(f"{n}={k}" for n, k in self.columns.items())

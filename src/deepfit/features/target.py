@@ -6,8 +6,11 @@ back the original kind of value. ``encode`` accepts a label or its text form (``
 ``"3.0"`` are the same class of an int target), so labels read from a CSV match labels fitted
 from a DataFrame.
 
-:class:`RegressionTarget` standardises with the training mean and std (std 0 → 1); ``decode``
-returns original units. Rows with a missing target must be dropped before ``fit``/``encode``.
+:class:`RegressionTarget` standardises with the training mean and std (std 0 → 1), after
+``log1p`` with ``transform="log1p"``; ``decode`` returns original units, bounded to the training
+range widened by 5 % on each side. :func:`skewed_positive` says whether a target looks like
+prices or counts (where log1p may help). Rows with a missing target must be dropped before
+``fit``/``encode``.
 
 :class:`MultiLabelTarget` reads labels joined by ``|`` (``"cat|dog"``) as a multi-hot row over
 the sorted label vocabulary; ``decode_multi`` joins the labels whose probability reaches 0.5.
@@ -30,14 +33,52 @@ from typing import Any, Self
 import numpy as np
 import pandas as pd
 
-from deepfit.errors import ConfigError, DataError
+from deepfit.errors import ConfigError, DataError, unknown_choice
 from deepfit.features.base import require_keys
 
-__all__ = ["ClassTarget", "RegressionTarget", "MultiLabelTarget", "MULTILABEL_SEP", "make_target",
-           "target_from_state"]
+__all__ = ["ClassTarget", "RegressionTarget", "MultiLabelTarget", "MULTILABEL_SEP", "TRANSFORMS", "BOUND_MARGIN",
+           "make_target", "target_from_state", "skewed_positive"]
 
 _DTYPES = ("int", "float", "bool", "str")
 MULTILABEL_SEP = "|"  # multi-label targets: "cat|dog"
+
+
+TRANSFORMS = ("standard", "log1p")
+BOUND_MARGIN = 0.05  # regression outputs: the training range widened by this share of it on each side
+SKEW_MIN_ROWS = 20  # skewed_positive: fewer values say too little about the shape
+SKEW_MIN = 1.0  # ... sample skewness above this
+SKEW_TAIL_RATIO = 5.0  # ... and the 99th percentile at least this many times the median
+
+
+def skewed_positive(y: np.ndarray) -> bool:
+    """Whether ``y`` looks like prices, incomes or counts: non-negative and strongly right-skewed.
+
+    The rule: at least 20 finite values, none negative (NaN/inf are left out; any other
+    non-finite value makes it False), a sample skewness (Fisher-Pearson, ``m3 / m2**1.5``)
+    above 1, and a 99th percentile at least 5 times the median (any positive 99th percentile
+    when the median is 0, as for mostly-zero counts). Both conditions are unchanged by
+    scaling ``y``, so it does not matter whether prices are in cents or thousands. Lognormal
+    prices (σ >= 1) and exponential waiting times pass; normal-ish and uniform values do not
+    (their skewness is about 0, and their 99th percentile is within 2x the median). This is
+    the hint that ``transform="log1p"`` may suit the target; it does not choose it.
+
+    Example:
+        >>> rng = np.random.default_rng(0)
+        >>> skewed_positive(rng.lognormal(3.0, 1.0, 500)), skewed_positive(rng.normal(50.0, 5.0, 500))
+        (True, False)
+    """
+    x = np.asarray(y, dtype=np.float64).ravel()
+    x = x[np.isfinite(x)]
+    if len(x) < SKEW_MIN_ROWS or (x < 0).any() or x.max() == x.min():
+        return False
+    centred = x - x.mean()
+    m2 = float(np.mean(centred**2))
+    if m2 <= 0.0:
+        return False
+    skew = float(np.mean(centred**3)) / m2**1.5
+    median, q99 = (float(q) for q in np.quantile(x, [0.5, 0.99]))
+    tail = q99 > 0.0 if median == 0.0 else q99 >= SKEW_TAIL_RATIO * median
+    return bool(skew > SKEW_MIN and tail)
 
 
 def _label_dtype(values: list[Any]) -> str:
@@ -156,19 +197,39 @@ class ClassTarget:
 
 
 class RegressionTarget:
-    """Numbers → float32 ``(y - mean) / std``; ``n_outputs`` = 1.
+    """Numbers → float32 standardised values; ``n_outputs`` = 1; ``decode`` bounded to the training range.
+
+    ``transform="standard"`` encodes ``(y - mean) / std``; ``transform="log1p"`` encodes
+    ``(log1p(y) - mean) / std`` (mean and std of ``log1p`` of the training values), for
+    non-negative, right-skewed targets such as prices or counts (:func:`skewed_positive`);
+    every training value must then be >= 0. ``decode`` inverts the transform and clips to
+    ``[low, high]``: the training minimum and maximum widened by 5 % of the training range on
+    each side (with log1p, ``low`` is never below 0, as no training value was). A model cannot
+    then answer far outside anything it has seen, whatever it is given. ``low``/``high`` are
+    None in a model saved before the bounds existed: no clipping.
 
     Args:
         name: the target column (named in errors).
+        transform: ``"standard"`` or ``"log1p"``.
+
+    Example:
+        >>> r = RegressionTarget("price", transform="log1p").fit(pd.Series([0.0, 9.0, 99.0]))
+        >>> r.decode(r.scale(np.array([9.0, 1e9]))).round(6).tolist()   # 1e9 → the upper bound
+        [9.0, 103.95]
     """
 
     task = "regress"
     n_outputs = 1
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, transform: str = "standard") -> None:
+        if transform not in TRANSFORMS:
+            raise unknown_choice("regression target transform", transform, TRANSFORMS)
         self.name = name
+        self.transform = transform
         self.mean = 0.0
         self.std = 1.0
+        self.low: float | None = None
+        self.high: float | None = None
         self.fitted = False
 
     def _values(self, values: pd.Series) -> np.ndarray:
@@ -184,40 +245,87 @@ class RegressionTarget:
                             "drop rows without a target first")
         return y
 
+    def _forward(self, y: np.ndarray) -> np.ndarray:
+        """The transform before standardising (log1p or nothing)."""
+        if self.transform != "log1p":
+            return y
+        if (y < 0).any():
+            i = int(np.argmin(y))
+            raise ConfigError(f"target '{self.name}' has negative values (the smallest is {float(y[i]):g}, row {i}); "
+                              "transform='log1p' needs every value >= 0: use transform='standard', or shift the "
+                              "target first")
+        return np.log1p(y)
+
     def fit(self, values: pd.Series) -> Self:
-        """Learn mean and std of the training targets (std 0 → 1)."""
+        """Learn mean and std of the (transformed) training targets (std 0 → 1) and the output bounds."""
         y = self._values(values)
         if len(y) == 0:
             raise DataError(f"target '{self.name}' has no training rows")
-        self.mean = float(y.mean())
-        std = float(y.std())
+        t = self._forward(y)
+        self.mean = float(t.mean())
+        std = float(t.std())
         self.std = std if std > 1e-12 else 1.0
+        lo, hi = float(y.min()), float(y.max())
+        margin = BOUND_MARGIN * (hi - lo)
+        self.low, self.high = lo - margin, hi + margin
+        if self.transform == "log1p":
+            self.low = max(self.low, 0.0)
         self.fitted = True
         return self
+
+    def scale(self, y: np.ndarray) -> np.ndarray:
+        """Values in the target's units → standardised float64 (what ``encode`` returns as float32)."""
+        if not self.fitted:
+            raise ConfigError(f"target '{self.name}' is not fitted; call fit() first")
+        return (self._forward(np.asarray(y, dtype=np.float64)) - self.mean) / self.std
 
     def encode(self, values: pd.Series) -> np.ndarray:
         """float32 standardised targets (N,)."""
         if not self.fitted:
             raise ConfigError(f"target '{self.name}' is not fitted; call fit() first")
-        return ((self._values(values) - self.mean) / self.std).astype(np.float32)
+        return self.scale(self._values(values)).astype(np.float32)
 
     def decode(self, values: Any) -> np.ndarray:
-        """Standardised predictions (N,) → float64 in the target's units."""
-        return np.asarray(values, dtype=np.float64) * self.std + self.mean
+        """Standardised predictions (N,) → float64 in the target's units, clipped to ``[low, high]``."""
+        y = np.asarray(values, dtype=np.float64) * self.std + self.mean
+        if self.transform == "log1p":
+            with np.errstate(over="ignore"):  # a huge output overflows to inf, then is clipped to ``high``
+                y = np.expm1(y)
+        if self.low is not None and self.high is not None:
+            y = np.clip(y, self.low, self.high)
+        return y
 
     def state_dict(self) -> dict:
-        return {"task": self.task, "name": self.name, "mean": self.mean, "std": self.std}
+        return {"task": self.task, "name": self.name, "mean": self.mean, "std": self.std,
+                "transform": self.transform, "low": self.low, "high": self.high}
 
     @classmethod
     def from_state(cls, state: dict) -> Self:
-        require_keys(state, ("name", "mean", "std"), what="regression target")
+        what = "regression target"
+        require_keys(state, ("name", "mean", "std"), what=what)
         mean, std = state["mean"], state["std"]
-        if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in (mean, std)) \
-                or std <= 0:
+        if not all(_finite_number(v) for v in (mean, std)) or std <= 0:
             raise DataError("regression target: saved mean/std must be finite numbers with std > 0; retrain")
-        t = cls(str(state["name"]))
-        t.mean, t.std, t.fitted = float(mean), float(std), True
+        require_keys(state, ("transform", "low", "high"), what=what)
+        transform, low, high = state["transform"], state["low"], state["high"]
+        if transform not in TRANSFORMS:
+            raise DataError(f"regression target: saved transform {transform!r} is not one of "
+                            f"{', '.join(TRANSFORMS)}; upgrade deepfit or retrain the model")
+        if (low is None) != (high is None):
+            raise DataError(f"regression target: saved bounds low={low!r}, high={high!r} must both be numbers "
+                            "or both null; the file is damaged: retrain the model")
+        if low is not None:
+            if not (_finite_number(low) and _finite_number(high)) or low > high:
+                raise DataError(f"regression target: saved bounds low={low!r}, high={high!r} must be finite "
+                                "numbers with low <= high; the file is damaged: retrain the model")
+            low, high = float(low), float(high)
+        t = cls(str(state["name"]), transform=transform)
+        t.mean, t.std, t.low, t.high, t.fitted = float(mean), float(std), low, high, True
         return t
+
+
+def _finite_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
 def _split_labels(values: pd.Series, name: str) -> list[list[str]]:
@@ -284,12 +392,17 @@ class MultiLabelTarget:
         return cls(str(state["name"]), [str(s) for s in state["labels"]])
 
 
-def make_target(task: str, name: str) -> ClassTarget | RegressionTarget:
-    """An unfitted target for ``task`` ("classify" or "regress")."""
+def make_target(task: str, name: str, transform: str = "standard") -> ClassTarget | RegressionTarget:
+    """An unfitted target for ``task`` ("classify" or "regress"); ``transform`` is the regression
+    target's (``"standard"`` or ``"log1p"``, see :class:`RegressionTarget`), and must be
+    ``"standard"`` when classifying."""
     if task == "classify":
+        if transform != "standard":
+            raise ConfigError(f"transform={transform!r} applies to regression targets; a classification target "
+                              "takes the default 'standard'")
         return ClassTarget(name)
     if task == "regress":
-        return RegressionTarget(name)
+        return RegressionTarget(name, transform=transform)
     raise ConfigError(f"task must be 'classify' or 'regress', got {task!r}")
 
 

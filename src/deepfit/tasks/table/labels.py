@@ -16,10 +16,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from deepfit.data.table import coerce_column, infer_task
+from deepfit.data.table import coerce_column, task_reason
 from deepfit.errors import DataError
 
-__all__ = ["class_labels", "clean_target"]
+__all__ = ["class_labels", "clean_target", "task_note", "TASK_NOTE"]
+
+TASK_NOTE = "task: "  # how the note on the inferred task starts
 
 
 def class_labels(values: pd.Series, kind: str) -> pd.Series:
@@ -39,8 +41,9 @@ def clean_target(df: pd.DataFrame, target: str, info: Any, *, task: str, source:
     """(the rows that have a target, the task, the target values as training reads them).
 
     Rows without a target cannot teach anything: they are dropped, and a line added to
-    ``notes`` says so. ``task`` "auto" is inferred from the column; a regression target must
-    be numeric in every row.
+    ``notes`` says so. ``task`` "auto" is inferred from the column
+    (:func:`deepfit.data.table.task_reason`), and a note starting ``"task: "`` says which and
+    why (:func:`task_note`); a regression target must be numeric in every row.
     """
     missing = coerce_column(df[target], "category").isna()  # the same missing tokens as every column
     if missing.all():
@@ -48,7 +51,9 @@ def clean_target(df: pd.DataFrame, target: str, info: Any, *, task: str, source:
     if missing.any():
         notes.append(f"{int(missing.sum())} rows without a '{target}' value were left out")
         df = df.loc[~missing].reset_index(drop=True)
-    task = task if task != "auto" else infer_task(info, df[target])
+    if task == "auto":
+        task, why = task_reason(info, df[target])
+        notes.append(why)
     if task == "classify":
         return df, task, class_labels(df[target], info.kind)
     y = coerce_column(df[target], "number")
@@ -57,3 +62,8 @@ def clean_target(df: pd.DataFrame, target: str, info: Any, *, task: str, source:
         raise DataError(f"target column '{target}' in {source} is numeric but has the value {bad!r}; "
                         "fix it, or pass task='classify'")
     return df, task, y
+
+
+def task_note(notes: list[str]) -> str | None:
+    """The note of ``clean_target`` on the inferred task, if the task was inferred."""
+    return next((n for n in notes if n.startswith(TASK_NOTE)), None)

@@ -11,6 +11,7 @@ Example:
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 from typing import Any, Self
 
@@ -18,14 +19,15 @@ import numpy as np
 import pandas as pd
 import torch
 
-from deepfit.errors import ConfigError, DataError
+from deepfit.errors import ConfigError, DataError, DeepfitWarning
 from deepfit.metrics import classification_metrics, regression_metrics
 from deepfit.tasks.base import BasePredictor
 
-__all__ = ["TablePredictor", "as_frame", "BATCH", "IMPORTANCE_ROWS"]
+__all__ = ["TablePredictor", "as_frame", "BATCH", "IMPORTANCE_ROWS", "OUT_OF_RANGE_SHOWN"]
 
 BATCH = 4096
 IMPORTANCE_ROWS = 20_000  # feature_importance: at most this many rows (shuffles x rows) encoded at once
+OUT_OF_RANGE_SHOWN = 10  # the out-of-range warning names at most this many columns
 
 
 def as_frame(rows: Any, *, source: str) -> tuple[pd.DataFrame, str]:
@@ -99,13 +101,39 @@ class TablePredictor(BasePredictor):
             raise DataError("classes exist only for classification models")
         return list(self.target.decode(np.arange(self.target.n_outputs)))
 
-    def _encode(self, rows: Any, source: str) -> tuple[pd.DataFrame, tuple[torch.Tensor, ...]]:
+    def _encode(self, rows: Any, source: str, *, warn: bool = False
+                ) -> tuple[pd.DataFrame, tuple[torch.Tensor, ...]]:
         df, source = as_frame(rows, source=source)
         if len(df) == 0:
             raise DataError(f"{source} has no rows to predict")
         coerced = self.preprocessor.check_input(df, source=source)
+        if warn:
+            note = self.out_of_range_note(coerced, source=source)
+            if note:
+                warnings.warn(note, DeepfitWarning, stacklevel=3)
         arrays = self.preprocessor.arrays(coerced)
         return df, tuple(torch.from_numpy(np.ascontiguousarray(a)) for a in arrays)
+
+    def out_of_range_note(self, coerced: pd.DataFrame, *, source: str = "rows") -> str:
+        """One line saying which rows of ``coerced`` (as ``preprocessor.check_input`` returns them)
+        hold numbers outside the training range and what the model did with them; "" if none.
+
+        ``predict``, ``predict_proba`` and ``predict_frame`` emit it as a :class:`DeepfitWarning`."""
+        counts = self.preprocessor.out_of_range(coerced)
+        if not counts:
+            return ""
+        n_rows = int(self.preprocessor.out_of_range_rows(coerced).sum())
+        shown = ", ".join(f"'{name}' ({n} row{'s' if n > 1 else ''})"
+                          for name, n in list(counts.items())[:OUT_OF_RANGE_SHOWN])
+        more = f" and {len(counts) - OUT_OF_RANGE_SHOWN} more columns" if len(counts) > OUT_OF_RANGE_SHOWN else ""
+        bounded = ""
+        if self.task == "regress" and getattr(self.target, "low", None) is not None:
+            bounded = (f"; predictions stay within the training range of '{self.target_name}' widened by 5 % "
+                       f"([{self.target.low:.6g}, {self.target.high:.6g}])")
+        of = "" if source == "rows" else f" of {source}"
+        return (f"{n_rows} of {len(coerced)} rows{of} hold numbers outside the training range, in {shown}{more}; "
+                f"the model treated each such value as the nearest training extreme (the minimum or maximum it "
+                f"was trained on){bounded}")
 
     def _predict_tensor(self, inputs: tuple[torch.Tensor, ...]) -> torch.Tensor:
         from deepfit.models.tabular import ensemble_predict
@@ -121,23 +149,30 @@ class TablePredictor(BasePredictor):
         """Class probabilities, one column per class (classification only)."""
         if self.task != "classify":
             raise DataError(f"predict_proba is for classification; this model predicts a number ({self.target_name})")
-        df, inputs = self._encode(rows, source)
+        df, inputs = self._encode(rows, source, warn=True)
         probs = self._predict_tensor(inputs).numpy()
         return pd.DataFrame(probs, columns=[str(c) for c in self.classes], index=df.index)
 
     def predict_frame(self, rows: Any, *, source: str = "rows") -> pd.DataFrame:
         """What ``deepfit predict`` prints: ``prediction`` and, for classification, ``proba_<class>`` columns."""
-        frame = pd.DataFrame({"prediction": self.predict(rows, source=source)})
+        _, inputs = self._encode(rows, source, warn=True)
+        out = self._predict_tensor(inputs).numpy()
+        frame = pd.DataFrame({"prediction": self._decode(out)})
         if self.task == "classify":
-            probs = self.predict_proba(rows, source=source)
-            for column in probs.columns:
-                frame[f"proba_{column}"] = probs[column].to_numpy()
+            for i, column in enumerate(str(c) for c in self.classes):
+                frame[f"proba_{column}"] = out[:, i]
         return frame
 
     def predict(self, rows: Any, *, source: str = "rows") -> np.ndarray:
-        """Predicted labels (classification) or values in the target's units (regression)."""
-        _, inputs = self._encode(rows, source)
-        out = self._predict_tensor(inputs).numpy()
+        """Predicted labels (classification) or values in the target's units (regression, within the
+        training range widened by 5 %).
+
+        Rows holding numbers outside the training range are predicted as if they held the nearest
+        training extreme, with a :class:`~deepfit.errors.DeepfitWarning` saying how many and where."""
+        _, inputs = self._encode(rows, source, warn=True)
+        return self._decode(self._predict_tensor(inputs).numpy())
+
+    def _decode(self, out: np.ndarray) -> np.ndarray:
         if self.task == "classify":
             return self.target.decode(out.argmax(axis=1))
         return self.target.decode(out)

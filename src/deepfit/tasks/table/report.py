@@ -2,11 +2,13 @@
 permutation feature importance on the validation rows, the confusion matrix with ROC,
 precision-recall and calibration curves (or predicted-against-true and residuals), and the
 worst-predicted rows — titled "worst-classified texts" when the model reads a text column, with
-the text columns first, and sequence values shortened to their first numbers."""
+the text columns first, and sequence values shortened to their first numbers. The notes say how
+many test (else validation) rows hold numbers outside the training range."""
 
 from __future__ import annotations
 
 import html
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -14,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from deepfit.data.table import parse_sequence
+from deepfit.errors import DeepfitWarning
 from deepfit.report import confusion_matrix_html, table_html, write_report
 from deepfit.tasks.table.insight import classification_curves, importance_section, regression_plots
 from deepfit.tasks.table.labels import class_labels
@@ -57,21 +60,28 @@ def table_report(path: Path, *, predictor: TablePredictor, infos: dict[str, Any]
         for c in infos.values()
     ]
     sections = [("Columns", table_html(columns))]
-    if info["notes"]:
-        sections.append(("Notes", "<ul>" + "".join(f"<li>{html.escape(n)}</li>" for n in info["notes"]) + "</ul>"))
+    which = "test" if info["test_rows"] else "validation"
+    y_true = eval_frame[target]
+    keep = y_true.notna().to_numpy()
+    x, y_true = eval_frame.drop(columns=[target]).loc[keep], y_true[keep]
+    notes = list(info["notes"])
+    outside = predictor.out_of_range_note(predictor.preprocessor.check_input(x, source=f"the {which} rows"),
+                                          source=f"the {which} set")
+    if outside:
+        notes.append(outside)
+    if notes:
+        sections.append(("Notes", "<ul>" + "".join(f"<li>{html.escape(n)}</li>" for n in notes) + "</ul>"))
     judge = valid_predictor if valid_predictor is not None else predictor
     note = ("Measured with the first model alone, as the validation metrics are: the other models "
             "trained on some of these rows.") if judge is not predictor else ""
     sections.append(importance_section(judge, valid_frame, models=1 if judge is not predictor else len(histories),
                                        note=note))
-    which = "test" if info["test_rows"] else "validation"
-    y_true = eval_frame[target]
-    keep = y_true.notna().to_numpy()
-    x, y_true = eval_frame.drop(columns=[target]).loc[keep], y_true[keep]
-    if predictor.task == "classify":
-        evaluated, worst = _classification(predictor, x, y_true, which=which)
-    else:
-        evaluated, worst = _regression(predictor, x, y_true, which=which)
+    with warnings.catch_warnings():  # the out-of-range rows are a note above, not a warning each time
+        warnings.simplefilter("ignore", DeepfitWarning)
+        if predictor.task == "classify":
+            evaluated, worst = _classification(predictor, x, y_true, which=which)
+        else:
+            evaluated, worst = _regression(predictor, x, y_true, which=which)
     sections += evaluated
     kinds = {c["name"]: c["kind"] for c in predictor.columns}
     texts = [c for c in worst.columns if kinds.get(c) == "text"]
