@@ -9,7 +9,7 @@ import torch
 import deepfit
 from deepfit.models.tabular import TabularModel
 from deepfit.tasks.table import TableSettings
-from deepfit.tasks.table.linear import fit_linear_prior
+from deepfit.tasks.table.linear import choose_alpha, fit_linear_prior
 
 
 def _rows(x_num: torch.Tensor, x_cat: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, ...]:
@@ -30,8 +30,9 @@ def test_prior_fits_an_additive_curve_and_shrinks_levels_by_their_count():
     fit = fit_linear_prior(model, rows, rows, task="regress", strengths=(1e-3,))
     fit.install(model)
     model.eval()
+    model.lin_alpha.fill_(1.0)  # the linear part alone
     with torch.no_grad():
-        pred = model(*rows[:3]).mean(1)[:, 0]  # heads start at zero: the output is the prior
+        pred = model(*rows[:3]).mean(1)[:, 0]
     assert float((pred - y).square().mean().sqrt()) < 0.2  # the curve and the levels, not a line
 
     # A single level column under strength lam: its weight is the sum of its residuals over (count + lam).
@@ -88,7 +89,9 @@ def test_prior_makes_an_id_column_learnable_and_reloads_exactly(tmp_path):
     rmse_lin, rmse_plain = with_prior.metrics["test_rmse"], without.metrics["test_rmse"]
     print(f"test RMSE with the prior {rmse_lin:.4f}, without {rmse_plain:.4f}")
     assert rmse_lin < 0.95 * rmse_plain, (rmse_lin, rmse_plain)
-    assert any(n.startswith("linear prior: L2 strength") for n in with_prior.info["notes"])
+    notes = with_prior.info["notes"]
+    assert any(n.startswith("linear prior: L2 strength") for n in notes), notes
+    assert any(n.startswith("linear part: ") for n in notes), notes
     again = deepfit.load(tmp_path / "lin")
     frame = df.drop(columns="y").head(50)
     np.testing.assert_array_equal(np.asarray(with_prior.predict(frame)), np.asarray(again.predict(frame)))
@@ -102,10 +105,18 @@ def test_classifier_prior_and_old_settings_keep_no_prior():
     model = TabularModel(spec, n_outputs=2, k=2, width=8, depth=1, linear=True)
     rows = _rows(x, torch.zeros(800, 0, dtype=torch.long), y)
     fit_linear_prior(model, rows, rows, task="classify").install(model)
-    model.eval()
+    alpha, losses = choose_alpha(model, rows, task="classify")  # an untrained network against a fitted line
+    assert alpha == 1.0 and losses[1.0] < 0.5 * losses[0.0]
     with torch.no_grad():
         accuracy = float((model(*rows[:3]).mean(1).argmax(1) == y).float().mean())
     assert accuracy > 0.95
+    with torch.no_grad():  # in training mode the linear part is left out: alpha is chosen after training
+        lin_free = TabularModel(spec, n_outputs=2, k=2, width=8, depth=1, dropout=0.0, linear=True)
+        plain = TabularModel(spec, n_outputs=2, k=2, width=8, depth=1, dropout=0.0)
+        plain.load_state_dict({k: v for k, v in lin_free.state_dict().items() if not k.startswith("lin_")})
+        lin_free.lin_bias.fill_(5.0)
+        lin_free.lin_alpha.fill_(0.5)
+        assert torch.allclose(lin_free.train()(*rows[:3]), plain.train()(*rows[:3]))
     # A version-2 run.json (before the prior) resumes without it; today's default has it.
     old = TableSettings(target="y").to_json()
     old["version"] = 2

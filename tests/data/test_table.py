@@ -116,6 +116,16 @@ def test_id_rules():
     assert kind_of(s([str(i) for i in range(40)]), "n") == "number"  # <= 50 rows: never id
     assert kind_of(s([f"{i}.5" for i in range(N)]), "id") == "number"  # not integers
     assert kind_of(s([f"k{i}" for i in range(N)] + [""]), "k") == "category"  # a missing value: not an id
+    repeated = s([str(i // 4 + 1) for i in range(4 * N)])  # persons seen four times each
+    assert kind_of(repeated, "id") == "category" and kind_of(repeated, "HouseholdId") == "category"
+    assert kind_of(repeated, "visits") == "number"  # not named like an id: a quantity
+
+
+def test_a_pandas_category_dtype_is_a_category_whatever_its_values():
+    codes = pd.Series(pd.Categorical(np.arange(300) % 60 + 1))  # a district coded 1..60
+    assert infer_types(pd.DataFrame({"district": codes}))["district"].kind == "category"
+    two = pd.Series(pd.Categorical([1, 2] * 50))
+    assert infer_types(pd.DataFrame({"urban": two}))["urban"].kind == "binary"
 
 
 def test_dates():

@@ -56,7 +56,7 @@ from deepfit.errors import ConfigError
 __all__ = ["TabularModel", "TabularBag", "FastDropout", "ensemble_loss", "ensemble_predict", "build_tabular",
            "ngram_prior", "linear_logits", "LINEAR_BUFFERS"]
 
-LINEAR_BUFFERS = ("lin_ple", "lin_x", "lin_cat", "lin_bias")  # the linear prior, in this order
+LINEAR_BUFFERS = ("lin_ple", "lin_x", "lin_cat", "lin_bias")  # the linear model's weights, in this order
 
 
 def _check_spec(spec: dict) -> None:
@@ -122,8 +122,8 @@ class TabularModel(nn.Module):
         seq_widths, seq_strides: stages of the 1-D ResNet over sequence columns.
         seq_shift, seq_scale, seq_noise: sequence augmentation in training (shift in positions,
             amplitude range, noise standard deviation in scaled units).
-        linear: add the fixed linear prior (buffers ``lin_*``, zero until installed, saved with the
-            weights) to the output, and start the heads at zero.
+        linear: hold a linear model (buffers ``lin_*``, zero until installed, saved with the
+            weights) blended into the eval-mode output by ``lin_alpha`` (0 until set).
     """
 
     def __init__(self, spec: dict, *, n_outputs: int, k: int = 16, width: int = 256, depth: int = 3,
@@ -232,13 +232,12 @@ class TabularModel(nn.Module):
         self.head_weight = nn.Parameter((torch.rand(k, width, n_outputs) * 2 - 1) * s)  # (k, W, C)
         self.head_bias = nn.Parameter((torch.rand(k, n_outputs) * 2 - 1) * s)  # (k, C)
         self.linear = bool(linear)
-        if self.linear:  # the prior: fixed weights, set by deepfit.tasks.table.linear before training
-            nn.init.zeros_(self.head_weight)
-            nn.init.zeros_(self.head_bias)
+        if self.linear:  # fixed weights, fitted by deepfit.tasks.table.linear; blended in by lin_alpha
             self.register_buffer("lin_ple", torch.zeros(self.n_num, t_max, n_outputs))  # (J, T, C)
             self.register_buffer("lin_x", torch.zeros(self.n_num, n_outputs))  # (J, C)
             self.register_buffer("lin_cat", torch.zeros(max(sum(cards), 0), n_outputs))  # (V, C)
             self.register_buffer("lin_bias", torch.zeros(n_outputs))  # (C,)
+            self.register_buffer("lin_alpha", torch.zeros(()))  # the linear model's share of the output
 
     def ple_encode(self, x_num: Tensor) -> Tensor:
         """Piecewise-linear encoding of every number column at once: (B, J) → (B, J, T).
@@ -265,9 +264,6 @@ class TabularModel(nn.Module):
         b = x_num.shape[0]
         wide = None
         enc = self.ple_encode(x_num) if self.n_num else None  # (B, J, T)
-        if self.linear:  # in float32 even under bf16 autocast: the prior is a fitted model, not a start
-            with torch.autocast(x_num.device.type, enabled=False):
-                wide = linear_logits(enc, x_num, x_cat + self.cat_offsets, *self.linear_weights())  # (B, C)
         if enc is not None:
             emb = torch.einsum("bjt,jtd->bjd", enc, self.num_weight) + self.num_bias  # (B, J, d)
             if self.num_linear is None:
@@ -293,12 +289,18 @@ class TabularModel(nn.Module):
         h = h.unsqueeze(1) * self.adapter  # (B, k, d_in)
         h = self.mlp(h)  # (B, k, W): shared weights, members batched
         out = torch.einsum("bkw,kwc->bkc", h, self.head_weight) + self.head_bias  # (B, k, C)
-        return out if wide is None else out + wide.unsqueeze(1)  # (B, k, C)
+        out = out if wide is None else out + wide.unsqueeze(1)  # (B, k, C)
+        if self.linear and not self.training:  # the blend is chosen after training: alpha is 0 until then
+            # float32 even under bf16 autocast: the linear model is a fitted model of its own
+            with torch.autocast(x_num.device.type, enabled=False):
+                lin = linear_logits(enc, x_num, x_cat + self.cat_offsets, *self.linear_weights())  # (B, C)
+            out = torch.lerp(out.float(), lin.unsqueeze(1), self.lin_alpha)
+        return out
 
     def linear_weights(self) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-        """The linear prior's ``(lin_ple, lin_x, lin_cat, lin_bias)`` (a model built with ``linear=True``)."""
+        """The linear model's ``(lin_ple, lin_x, lin_cat, lin_bias)`` (a model built with ``linear=True``)."""
         if not self.linear:
-            raise ConfigError("this TabularModel has no linear prior; build it with linear=True")
+            raise ConfigError("this TabularModel has no linear part; build it with linear=True")
         return self.lin_ple, self.lin_x, self.lin_cat, self.lin_bias  # type: ignore[return-value]
 
     def _wide(self, ids: Tensor, weights: Tensor) -> Tensor:
@@ -351,7 +353,7 @@ class TabularModel(nn.Module):
 
 def linear_logits(enc: Tensor | None, x_num: Tensor, cat_ids: Tensor, lin_ple: Tensor, lin_x: Tensor,
                   lin_cat: Tensor, lin_bias: Tensor) -> Tensor:
-    """The linear prior's logits, ``(B, C)``: an additive model of the inputs.
+    """The linear part's logits (or values), ``(B, C)``: an additive model of the inputs.
 
     ``enc`` (B, J, T) the numbers' piecewise-linear encodings (:meth:`TabularModel.ple_encode`,
     None without numbers) times ``lin_ple`` (J, T, C), so each number contributes a piecewise-linear

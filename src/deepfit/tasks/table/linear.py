@@ -1,4 +1,5 @@
-"""The linear prior of a table model: an additive model fitted before the network trains.
+"""The linear part of a table model: an additive model fitted before the network trains,
+blended into its output after training as far as the validation rows ask for it.
 
 :func:`fit_linear_prior` fits :func:`~deepfit.models.tabular.linear_logits` — for each number a
 piecewise-linear curve over its bins plus a slope, for each category level its own weight (every
@@ -10,8 +11,13 @@ how often the level was seen, the random-effects (ridge) view of an id column.
 
 The strength is chosen on the validation rows: the path ``LAMBDAS`` from strong to weak,
 each fit warm-started from the last, stopping once the validation loss rises 1 % above the
-best; the best is kept. The fitted weights are fixed buffers of the model: its heads start at
-zero, so training starts from the linear model and the network learns what it misses.
+best; the best is kept. The fitted weights are fixed buffers of the model. After the network
+has trained, :func:`choose_alpha` picks the linear model's share ``alpha`` of the output from
+``ALPHAS`` by the validation loss of the blend (``(1 - alpha) * network + alpha * linear``, in
+logits or standardised values): 0 where the network is better everywhere, up to 1 where the
+linear model is. Measured on the 19-table suite (BENCHMARKS.md §3): adding the fitted linear
+model to the output as a fixed prior instead, the network learning the residual, lost ground on
+9 of 19 tables.
 
 Large tables are fitted on a seeded subsample of at most ``MAX_CELLS`` (rows x features) cells.
 
@@ -39,9 +45,13 @@ from torch import Tensor
 from deepfit.errors import ConfigError
 from deepfit.models.tabular import LINEAR_BUFFERS, TabularModel, linear_logits
 
-__all__ = ["LinearFit", "fit_linear_prior", "LAMBDAS", "MAX_CELLS", "MAX_ITER"]
+__all__ = ["LinearFit", "fit_linear_prior", "choose_alpha", "LAMBDAS", "ALPHAS", "MAX_CELLS", "MAX_ITER", "NUMBERS"]
 
-LAMBDAS = (1000.0, 300.0, 100.0, 30.0, 10.0, 3.0, 1.0)  # L2 strengths, in rows, strong to weak
+ALPHAS = tuple(i / 20 for i in range(21))  # the linear model's share of the output: 0, 0.05, ..., 1
+
+NUMBERS = ("curves", "slopes", "none")  # how numbers enter the prior
+
+LAMBDAS = (1000.0, 300.0, 100.0, 30.0, 10.0, 3.0, 1.0, 0.3, 0.1)  # L2 strengths, in rows, strong to weak
 MAX_CELLS = 2e7  # rows x features fitted at most (a seeded subsample beyond)
 MAX_ITER = 60  # L-BFGS iterations per strength
 
@@ -87,17 +97,21 @@ def _loss(logits: Tensor, y: Tensor, task: str) -> Tensor:
 
 
 def fit_linear_prior(model: TabularModel, fit_rows: tuple[Tensor, ...], valid_rows: tuple[Tensor, ...], *,
-                     task: str, strengths: tuple[float, ...] = LAMBDAS, seed: int = 0) -> LinearFit:
+                     task: str, strengths: tuple[float, ...] = LAMBDAS, seed: int = 0,
+                     numbers: str = "curves") -> LinearFit:
     """Fit the prior of ``model`` (built with ``linear=True``; left unchanged) on ``fit_rows``
     and choose its strength on ``valid_rows`` (each: the preprocessor's tensors, then the
-    encoded target). Returns a :class:`LinearFit`; ``.install(model)`` sets it."""
+    encoded target). ``numbers``: how the numbers enter — ``"curves"`` (piecewise-linear
+    curves plus slopes), ``"slopes"`` (one slope each, ``lin_ple`` stays zero) or ``"none"`` (the
+    category levels and the bias only). Returns a :class:`LinearFit`; ``.install(model)`` sets it."""
     if task not in ("classify", "regress"):
         raise ConfigError(f"task must be 'classify' or 'regress', got {task!r}")
     if not strengths or any(not s > 0 for s in strengths):
         raise ConfigError(f"strengths must be numbers > 0, got {strengths!r}")
     shapes = [b.shape for b in model.linear_weights()]
     n = len(fit_rows[-1])
-    n_features = shapes[0][0] * shapes[0][1] + shapes[1][0] + max(model.n_cat, 1)
+    n_features = ({"curves": shapes[0][0] * shapes[0][1], "slopes": 0, "none": 0}.get(numbers, 0)
+                  + (shapes[1][0] if numbers != "none" else 0) + max(model.n_cat, 1))
     if n * n_features > MAX_CELLS:  # a seeded subsample: the prior is a start, not the model
         keep = torch.randperm(n, generator=torch.Generator().manual_seed(seed))[: int(MAX_CELLS // n_features)]
         fit_rows = tuple(t[keep] for t in fit_rows)
@@ -105,7 +119,11 @@ def fit_linear_prior(model: TabularModel, fit_rows: tuple[Tensor, ...], valid_ro
     enc, x_num, cats = _inputs(model, fit_rows)
     v_enc, v_num, v_cats = _inputs(model, valid_rows)
     y, v_y = fit_rows[-1], valid_rows[-1]
-    weights = [torch.zeros(s, requires_grad=True) for s in shapes]
+    if numbers not in NUMBERS:
+        raise ConfigError(f"numbers must be one of {', '.join(NUMBERS)}, got {numbers!r}")
+    first = {"curves": 0, "slopes": 1, "none": 2}[numbers]  # the weights fitted: from this one on
+    weights = [torch.zeros(s, requires_grad=i >= first) for i, s in enumerate(shapes)]
+    trained = [w for w in weights if w.requires_grad]
     with torch.no_grad():  # the bias starts at the training rows' log-prior / mean
         if task == "classify":
             counts = torch.bincount(y.long(), minlength=shapes[3][0]).float() + 1.0
@@ -115,7 +133,7 @@ def fit_linear_prior(model: TabularModel, fit_rows: tuple[Tensor, ...], valid_ro
     path: list[tuple[float, float]] = []
     best: tuple[float, float, list[Tensor]] | None = None
     for strength in sorted(strengths, reverse=True):
-        optimizer = torch.optim.LBFGS(weights, lr=1.0, max_iter=MAX_ITER, history_size=20,
+        optimizer = torch.optim.LBFGS(trained, lr=1.0, max_iter=MAX_ITER, history_size=20,
                                       line_search_fn="strong_wolfe", tolerance_grad=1e-6, tolerance_change=1e-10)
 
         def closure(strength: float = strength) -> Tensor:
@@ -139,3 +157,38 @@ def fit_linear_prior(model: TabularModel, fit_rows: tuple[Tensor, ...], valid_ro
         raise ConfigError("the linear prior did not converge to a finite loss; build the model with linear=False")
     return LinearFit(weights=dict(zip(LINEAR_BUFFERS, best[2])), strength=best[0], valid_loss=best[1], path=path,
                      rows=n)
+
+
+def choose_alpha(model: torch.nn.Module, valid_rows: tuple[Tensor, ...], *, task: str) -> tuple[float, dict[float, float]]:
+    """The linear model's share of ``model``'s output (a :class:`TabularModel` or a bag of them,
+    built with ``linear=True``, their linear parts installed): the ``ALPHAS`` value with the
+    lowest validation loss of the ensemble's prediction (log-loss of the mean member
+    probabilities, or the squared error of the mean standardised value); ties go to the smaller
+    share. Sets it on every model and returns ``(alpha, {alpha: loss})``."""
+    parts = [m for m in model.modules() if isinstance(m, TabularModel)]
+    if not parts or not all(m.linear for m in parts):
+        raise ConfigError("choose_alpha needs TabularModels built with linear=True")
+    inputs, y = valid_rows[:-1], valid_rows[-1]
+    model.eval()
+    with torch.no_grad():
+        for m in parts:
+            m.lin_alpha.fill_(0.0)
+        deep = model(*inputs).float()  # (B, K, C): every member of every model
+        lins = []
+        for m in parts:
+            enc = m.ple_encode(inputs[0].float()) if m.n_num else None
+            lins.append(linear_logits(enc, inputs[0].float(), inputs[1].long() + m.cat_offsets, *m.linear_weights())
+                        .unsqueeze(1).expand(-1, m.k, -1))
+        lin = torch.cat(lins, dim=1)  # (B, K, C): each member's own model's linear part
+        losses: dict[float, float] = {}
+        for alpha in ALPHAS:
+            out = torch.lerp(deep, lin, alpha)
+            if task == "classify":
+                p = out.softmax(-1).mean(1).clamp_min(1e-12)
+                losses[alpha] = float(-p.gather(1, y.long()[:, None]).log().mean())
+            else:
+                losses[alpha] = float((out[..., 0].mean(1) - y.float()).square().mean())
+        best = min(ALPHAS, key=lambda a: (losses[a], a))
+        for m in parts:
+            m.lin_alpha.fill_(best)
+    return best, losses

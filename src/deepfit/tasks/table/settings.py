@@ -2,7 +2,7 @@
 
 Version 2 (the one-shape refactor) is the first with a ``version``; a version-1 ``run.json``
 (no version) is read through :func:`_v1_to_v2_before_version_b_embeddings`, a version-2 one
-through :func:`_v2_to_v3_before_linear_prior` (version 3: the linear prior). Unknown keys are
+through :func:`_v2_to_v3_before_linear_prior` (version 3: the linear part, the target transform). Unknown keys are
 an error naming the key (``TaskSettings.from_json``).
 """
 
@@ -30,9 +30,10 @@ def _v1_to_v2_before_version_b_embeddings(d: dict[str, Any]) -> dict[str, Any]:
 
 
 def _v2_to_v3_before_linear_prior(d: dict[str, Any]) -> dict[str, Any]:
-    """A version-2 ``run.json`` comes from a run whose models had no linear prior (``linear``
-    arrived with version 3): resuming it must rebuild the same models."""
-    return {"linear": False, **d}
+    """A version-2 ``run.json`` comes from a run whose models had no linear prior and a
+    standardised regression target (``linear`` and ``target_transform`` arrived with version 3):
+    resuming it must rebuild the same models."""
+    return {"linear": False, "target_transform": "standard", **d}
 
 
 @dataclass(frozen=True)
@@ -102,10 +103,15 @@ class TableSettings(TaskSettings):
     # (see BENCHMARKS.md §3, hpc_data).
     mix_bags: bool = True
     final_lr_frac: float = 0.01
-    # A linear prior in every model (tasks/table/linear.py): an additive model of the numbers'
+    # A linear part in every model (tasks/table/linear.py): an additive model of the numbers'
     # piecewise-linear curves and one weight per category level, L2 strength chosen on the
-    # validation rows, fitted before training; the network starts from it and learns the rest.
+    # validation rows, fitted before training; after training, blended into the output by the
+    # share the validation rows prefer (0 = the network alone).
     linear: bool = True
+    # Regression targets: "standard" (standardised), "log1p" (standardised log(1 + y), for
+    # non-negative targets), or "auto": log1p only for a skewed non-negative target (prices,
+    # counts) where a linear model's validation RMSE says it is better (task.py, _choose_transform).
+    target_transform: str = "auto"
     checkpoint_every: int | None = None
 
     def __post_init__(self) -> None:
@@ -113,6 +119,8 @@ class TableSettings(TaskSettings):
             raise ConfigError(f"task must be 'auto', 'classify' or 'regress', got {self.task!r}")
         if self.ple_version not in ("a", "b"):
             raise ConfigError(f"ple_version must be 'a' or 'b', got {self.ple_version!r}")
+        if self.target_transform not in ("auto", "standard", "log1p"):
+            raise ConfigError(f"target_transform must be 'auto', 'standard' or 'log1p', got {self.target_transform!r}")
         if self.monitor not in ("auto", "loss", "metric"):
             raise ConfigError(f"monitor must be 'auto', 'loss' or 'metric', got {self.monitor!r}")
         if not 0 <= self.test_size < 1:

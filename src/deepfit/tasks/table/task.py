@@ -51,13 +51,13 @@ from deepfit.engine.rng import seed_everything
 from deepfit.engine.schedules import TimeCosine
 from deepfit.errors import ConfigError, DataError
 from deepfit.features.preprocessor import SUPPORTED_KINDS, TablePreprocessor
-from deepfit.features.target import make_target
+from deepfit.features.target import make_target, skewed_positive
 from deepfit.models.tabular import TabularBag, TabularModel, ensemble_loss
 from deepfit.tasks.base import Task
 from deepfit.tasks.runner import Run, fit, source_name
 from deepfit.tasks.table.ensemble import BagRule, EnsembleMetric
 from deepfit.tasks.table.labels import clean_target
-from deepfit.tasks.table.linear import LinearFit, fit_linear_prior
+from deepfit.tasks.table.linear import LinearFit, choose_alpha, fit_linear_prior
 from deepfit.tasks.table.predictor import TablePredictor
 from deepfit.tasks.table.report import table_report
 from deepfit.tasks.table.settings import TableSettings
@@ -168,6 +168,8 @@ class TableTask(Task):
         if len(models) > 1:
             final = TabularBag(models).eval()
             table.notes.extend(rule.notes(bag_epochs))
+        if s.linear:
+            self._blend(table, final, cross_fit=rule.cross_fit and len(models) > 1)
         info = {
             "source": table.source,
             "rows": table.n_rows,
@@ -217,7 +219,7 @@ class TableTask(Task):
         date_formats = {c: infos[c].date_format for c, k in columns.items() if k == "date"}
         pre = TablePreprocessor(columns, date_formats=date_formats,
                                 text_tokenizer=s.text_tokenizer).fit(x_frame.iloc[fit_rows])
-        target_enc = make_target(task, target).fit(y_train.iloc[fit_rows])
+        target_enc = make_target(task, target).fit(y_train.iloc[fit_rows])  # log1p: _choose_transform
         table = TableData(source=source, target=target, task=task, infos=infos, columns=columns, notes=notes,
                           n_rows=int(len(df)), train_df=train_df, test_df=test_df, fit_rows=fit_rows,
                           valid_rows=valid_rows, x_frame=x_frame, y_train=y_train, pre=pre, target_enc=target_enc,
@@ -226,7 +228,45 @@ class TableTask(Task):
                                       y_train.iloc[fit_rows].reset_index(drop=True))
         table.valid_t = table.tensors(x_frame.iloc[valid_rows].reset_index(drop=True),
                                       y_train.iloc[valid_rows].reset_index(drop=True))
+        self._choose_transform(table)
         return table
+
+    def _choose_transform(self, table: TableData) -> None:
+        """The regression target's transform: ``target_transform`` when it names one; with "auto",
+        for a skewed non-negative target (prices, counts: ``skewed_positive``) the one whose linear
+        model (linear.py, a judge, not the model trained) has the lower validation RMSE in the
+        target's own units, standardised vs log1p. The first carve-out's tensors are re-encoded."""
+        s = self.settings
+        if table.task != "regress" or s.target_transform == "standard":
+            return
+        y_fit = table.y_train.iloc[table.fit_rows].reset_index(drop=True)
+        y_valid = table.y_train.iloc[table.valid_rows].reset_index(drop=True)
+        if s.target_transform == "auto" and not skewed_positive(y_fit.to_numpy(dtype=np.float64)):
+            return
+        log1p = make_target("regress", table.target, "log1p").fit(y_fit)
+        if s.target_transform == "auto":
+            judge = TabularModel(table.pre.spec(), n_outputs=1, k=1, width=1, depth=1, linear=True).eval()
+            rmse = {}
+            for name, enc in (("standard", table.target_enc), ("log1p", log1p)):
+                fit_t = (*table.train_t[:-1], torch.from_numpy(enc.encode(y_fit)))
+                valid_t = (*table.valid_t[:-1], torch.from_numpy(enc.encode(y_valid)))
+                fit_linear_prior(judge, fit_t, valid_t, task="regress", seed=s.seed).install(judge)
+                judge.lin_alpha.fill_(1.0)  # the linear part alone
+                with torch.no_grad():
+                    z = judge(*valid_t[:-1])[:, 0, 0].double().numpy()
+                rmse[name] = float(np.sqrt(np.mean((enc.decode(z) - y_valid.to_numpy(dtype=np.float64)) ** 2)))
+            chosen = min(rmse, key=rmse.__getitem__)
+            table.notes.append(f"target transform: {chosen}, chosen on the validation rows for the skewed "
+                               f"non-negative '{table.target}' (a linear model's RMSE: standardised "
+                               f"{rmse['standard']:.4g}, log1p {rmse['log1p']:.4g}); "
+                               "target_transform='standard' or 'log1p' fixes it")
+            if chosen == "standard":
+                return
+        else:
+            table.notes.append("target transform: log1p (target_transform='log1p')")
+        table.target_enc = log1p
+        table.train_t = (*table.train_t[:-1], torch.from_numpy(log1p.encode(y_fit)))
+        table.valid_t = (*table.valid_t[:-1], torch.from_numpy(log1p.encode(y_valid)))
 
     @staticmethod
     def _inputs(infos: dict[str, ColumnInfo], target: str, notes: list[str], source: str) -> dict[str, str]:
@@ -403,6 +443,18 @@ class TableTask(Task):
             if limit is not None and limit.stopped:
                 break
         return models, histories
+
+    @staticmethod
+    def _blend(table: TableData, final: torch.nn.Module, *, cross_fit: bool) -> None:
+        """The linear part's share of the output, chosen on the validation rows (linear.py);
+        none for a cross-fitted bag, whose models each saw other validation rows."""
+        if cross_fit:
+            table.notes.append("linear part: not blended in (a cross-fitted bag has no common validation rows)")
+            return
+        alpha, losses = choose_alpha(final, table.valid_t, task=table.task)
+        table.notes.append(f"linear part: {alpha:g} of the output, chosen on the validation rows (loss "
+                           f"{losses[alpha]:.4g}; the network alone {losses[0.0]:.4g}, the linear model alone "
+                           f"{losses[1.0]:.4g})")
 
     # ------------------------------------------------------------------ evaluation
 
