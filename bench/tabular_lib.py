@@ -187,7 +187,7 @@ def run_deepfit(meta: dict, train: pd.DataFrame, test_x: pd.DataFrame, seed: int
                                if isinstance(v, (int, float))}
     model_info = getattr(model, "info", None) or {}
     info["deepfit_info"] = {k: model_info.get(k) for k in ("ensemble_k", "bags", "bag_epochs", "epochs",
-                                                           "best_epoch", "stopped_by_time_limit", "sizing_step_s")}
+                                                           "best_epoch", "stopped_by_time_limit", "sizing_step_s", "notes")}
     t = now()
     info["pred"] = model.predict(test_x)
     info["predict_s"] = now() - t

@@ -1,4 +1,4 @@
-"""The linear prior of table models (tasks/table/linear.py): what it fits, how its strength is
+"""The linear part of table models (tasks/table/linear.py): what it fits, how its strength is
 chosen, and that it makes id-like columns learnable through the API."""
 
 import numpy as np
@@ -16,7 +16,7 @@ def _rows(x_num: torch.Tensor, x_cat: torch.Tensor, y: torch.Tensor) -> tuple[to
     return x_num, x_cat, torch.zeros(len(y), 0, 1, dtype=torch.long), y
 
 
-def test_prior_fits_an_additive_curve_and_shrinks_levels_by_their_count():
+def test_linear_part_fits_an_additive_curve_and_shrinks_levels_by_their_count():
     g = torch.Generator().manual_seed(0)
     n = 2000
     x = torch.randn(n, 1, generator=g)
@@ -80,7 +80,7 @@ def _ids_table(seed: int) -> pd.DataFrame:
     return pd.DataFrame({"person": [f"p{p}" for p in persons], "x": x, "y": y}).sample(frac=1, random_state=seed)
 
 
-def test_prior_makes_an_id_column_learnable_and_reloads_exactly(tmp_path):
+def test_linear_part_makes_an_id_column_learnable_and_reloads_exactly(tmp_path):
     df = _ids_table(0)
     settings = dict(target="y", task="regress", types={"person": "category"}, seed=0, progress=False,
                     k=4, width=64, max_epochs=40, test_size=0.25)
@@ -90,14 +90,14 @@ def test_prior_makes_an_id_column_learnable_and_reloads_exactly(tmp_path):
     print(f"test RMSE with the prior {rmse_lin:.4f}, without {rmse_plain:.4f}")
     assert rmse_lin < 0.95 * rmse_plain, (rmse_lin, rmse_plain)
     notes = with_prior.info["notes"]
-    assert any(n.startswith("linear prior: L2 strength") for n in notes), notes
+    assert any(n.startswith("linear part: L2 strength") for n in notes), notes
     assert any(n.startswith("linear part: ") for n in notes), notes
     again = deepfit.load(tmp_path / "lin")
     frame = df.drop(columns="y").head(50)
     np.testing.assert_array_equal(np.asarray(with_prior.predict(frame)), np.asarray(again.predict(frame)))
 
 
-def test_classifier_prior_and_old_settings_keep_no_prior():
+def test_classifier_blend_and_old_settings_keep_no_linear_part():
     g = torch.Generator().manual_seed(2)
     x = torch.randn(800, 2, generator=g)
     y = (x[:, 0] + 0.5 * x[:, 1] > 0).long()

@@ -16,13 +16,14 @@ def _prices(seed: int, n: int = 1500) -> pd.DataFrame:
     return pd.DataFrame({"a": x[:, 0], "b": x[:, 1], "c": x[:, 2], "price": y})
 
 
-FAST = dict(target="price", task="regress", seed=0, progress=False, k=4, width=64, max_epochs=30, linear=False)
+FAST = dict(target="price", task="regress", seed=0, progress=False, k=4, width=64, max_epochs=30, linear=False,
+            target_transform="auto")
 
 
 def test_a_skewed_target_is_learnt_better_with_the_transform_chosen_on_validation(tmp_path):
     df = _prices(0)
     auto = deepfit.fit(df, out=tmp_path / "auto", **FAST)
-    plain = deepfit.fit(df, target_transform="standard", out=tmp_path / "plain", **FAST)
+    plain = deepfit.fit(df, out=tmp_path / "plain", **{**FAST, "target_transform": "standard"})
     notes = [n for n in auto.info["notes"] if n.startswith("target transform:")]
     assert notes and notes[0].startswith("target transform: log1p"), auto.info["notes"]
     assert not any(n.startswith("target transform:") for n in plain.info["notes"])
@@ -40,4 +41,4 @@ def test_a_symmetric_target_keeps_the_standard_transform_and_bad_values_are_refu
     model = deepfit.fit(df, **{**FAST, "max_epochs": 2})
     assert not any(n.startswith("target transform:") for n in model.info["notes"])
     with pytest.raises(ConfigError, match="target_transform"):
-        deepfit.fit(df, target_transform="sqrt", **FAST)
+        deepfit.fit(df, **{**FAST, "target_transform": "sqrt"})

@@ -25,11 +25,12 @@ in the order of ``input_names()``):
 The concatenated vector feeds ``k`` ensemble members that share one MLP: each member scales the
 input elementwise by its own adapter (initialised at 1 +/- 0.1 noise), the shared MLP (``depth`` x
 Linear(width) + ReLU + Dropout) runs on all members as one batch, and per-member linear heads are
-one einsum (plus the wide text logits). With ``linear=True`` a fixed linear prior is added to every
-member's output (:func:`linear_logits`: the piecewise-linear encodings and values of the numbers,
-one weight per category level, a bias), fitted before training with L2 shrinkage chosen on
-validation rows (``deepfit.tasks.table.linear``) and stored as buffers; the heads then start at
-zero, so training starts from the linear model and the network learns what it misses.
+one einsum (plus the wide text logits). With ``linear=True`` the model holds a linear model too
+(:func:`linear_logits`: the piecewise-linear encodings and values of the numbers, one weight per
+category level, a bias; fitted before training with L2 shrinkage chosen on validation rows by
+``deepfit.tasks.table.linear`` and stored as buffers), and in eval mode every member's output is
+``(1 - lin_alpha) * output + lin_alpha * linear`` (logits or values), ``lin_alpha`` chosen on the
+validation rows after training (0 until then; in training mode the linear part is skipped).
 Output: ``(B, k, n_outputs)``. Train every member (:func:`ensemble_loss`: the mean
 loss over members), predict with the mean (:func:`ensemble_predict`).
 

@@ -52,13 +52,13 @@ ALPHAS = tuple(i / 20 for i in range(21))  # the linear model's share of the out
 NUMBERS = ("curves", "slopes", "none")  # how numbers enter the prior
 
 LAMBDAS = (1000.0, 300.0, 100.0, 30.0, 10.0, 3.0, 1.0, 0.3, 0.1)  # L2 strengths, in rows, strong to weak
-MAX_CELLS = 2e7  # rows x features fitted at most (a seeded subsample beyond)
-MAX_ITER = 60  # L-BFGS iterations per strength
+MAX_CELLS = 2e6  # rows x features fitted at most (a seeded subsample beyond): a few seconds in all
+MAX_ITER = 30  # L-BFGS iterations per strength (each warm-started from the last)
 
 
 @dataclass
 class LinearFit:
-    """A fitted linear prior: its weights (:data:`~deepfit.models.tabular.LINEAR_BUFFERS`), the
+    """A fitted linear part: its weights (:data:`~deepfit.models.tabular.LINEAR_BUFFERS`), the
     strength chosen, its validation loss and the path tried (strength, validation loss)."""
 
     weights: dict[str, Tensor]
@@ -71,13 +71,13 @@ class LinearFit:
         """Copy the weights into ``model``'s prior buffers (a model of the same spec, ``linear=True``)."""
         for name, buffer in zip(LINEAR_BUFFERS, model.linear_weights()):
             if buffer.shape != self.weights[name].shape:
-                raise ConfigError(f"linear prior {name} has shape {tuple(self.weights[name].shape)}, the model "
+                raise ConfigError(f"linear part {name} has shape {tuple(self.weights[name].shape)}, the model "
                                   f"{tuple(buffer.shape)}: fit it on this model's spec")
             buffer.copy_(self.weights[name])
 
     def note(self) -> str:
         """One line for the report."""
-        return (f"linear prior: L2 strength {self.strength:g} chosen on the validation rows "
+        return (f"linear part: L2 strength {self.strength:g} chosen on the validation rows "
                 f"(validation loss {self.valid_loss:.4g}; tried {', '.join(f'{s:g}' for s, _ in self.path)}; "
                 f"fitted on {self.rows} rows)")
 
@@ -154,7 +154,7 @@ def fit_linear_prior(model: TabularModel, fit_rows: tuple[Tensor, ...], valid_ro
         elif valid > 1.01 * best[1]:
             break  # weaker shrinkage only overfits from here
     if best is None:
-        raise ConfigError("the linear prior did not converge to a finite loss; build the model with linear=False")
+        raise ConfigError("the linear part did not converge to a finite loss; build the model with linear=False")
     return LinearFit(weights=dict(zip(LINEAR_BUFFERS, best[2])), strength=best[0], valid_loss=best[1], path=path,
                      rows=n)
 

@@ -93,7 +93,7 @@ class TableData:
     train_t: Tensors
     valid_t: Tensors
     first_prior: torch.Tensor | None = None  # the first carve-out's n-gram prior: computed once
-    first_linear: LinearFit | None = None  # the first carve-out's linear prior: fitted once
+    first_linear: LinearFit | None = None  # the first carve-out's linear part: fitted once
 
     def tensors(self, frame: pd.DataFrame, y: pd.Series) -> Tensors:
         """``frame`` (coerced input columns) and ``y`` (targets) as the model's tensors."""
@@ -307,7 +307,7 @@ class TableTask(Task):
     def _model(self, table: TableData, k: int, ple_version: str | None = None,
                carve: tuple[Tensors, Tensors] | None = None) -> TabularModel:
         """A fresh model of ``k`` members (seeded by the caller) for the rows of ``carve`` (train,
-        valid tensors; default: the first carve-out); with ``linear``, its linear prior is fitted
+        valid tensors; default: the first carve-out); with ``linear``, its linear part is fitted
         on them (linear.py); with text, its n-gram part is set up like a logistic regression (text.py).
         What depends only on the first carve-out is computed once."""
         s = self.settings
