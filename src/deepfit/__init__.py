@@ -23,7 +23,8 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers only
     from deepfit.engine.callbacks import Callback as Callback
     from deepfit.engine.learner import Learner as Learner
 
-__all__ = ["__version__", "DeepfitError", "DeepfitWarning", "Learner", "Callback", "Predictor", "datasets", "fit", "load"]
+__all__ = ["__version__", "DeepfitError", "DeepfitWarning", "Learner", "Callback", "Predictor", "datasets", "fit",
+           "load"]
 
 _LAZY = {
     "Predictor": ("deepfit.predict", "Predictor"),
