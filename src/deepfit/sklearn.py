@@ -46,12 +46,13 @@ from __future__ import annotations
 
 import numbers
 import tempfile
+import warnings
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from deepfit.errors import DeepfitError
+from deepfit.errors import DeepfitError, DeepfitWarning
 
 try:
     from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
@@ -313,7 +314,9 @@ class DeepfitClassifier(ClassifierMixin, _DeepfitEstimator):
         """Class probabilities, (n_samples, n_classes), columns in the order of ``classes_``."""
         check_is_fitted(self)
         frame = self._frame(X, reset=False)
-        probs = self.predictor_.predict_proba(frame).to_numpy(dtype=np.float64)
+        with warnings.catch_warnings():  # like scikit-learn's own estimators: no note for out-of-range inputs
+            warnings.simplefilter("ignore", DeepfitWarning)
+            probs = self.predictor_.predict_proba(frame).to_numpy(dtype=np.float64)
         out = np.zeros((len(frame), len(self.classes_)))
         out[:, [int(c) for c in self.predictor_.classes]] = probs  # deepfit's labels are our codes
         return out / out.sum(axis=1, keepdims=True)
@@ -385,4 +388,7 @@ class DeepfitRegressor(RegressorMixin, _DeepfitEstimator):
     def predict(self, X: Any) -> np.ndarray:
         """Predicted values, (n_samples,), float64 in the units of ``y``."""
         check_is_fitted(self)
-        return np.asarray(self.predictor_.predict(self._frame(X, reset=False)), dtype=np.float64).reshape(-1)
+        with warnings.catch_warnings():  # like scikit-learn's own estimators: no note for out-of-range inputs
+            warnings.simplefilter("ignore", DeepfitWarning)
+            pred = self.predictor_.predict(self._frame(X, reset=False))
+        return np.asarray(pred, dtype=np.float64).reshape(-1)

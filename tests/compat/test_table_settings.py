@@ -76,5 +76,6 @@ def test_an_unknown_settings_key_in_run_json_is_an_error_naming_it(tmp_path, tex
 
 
 def test_settings_from_a_newer_deepfit_are_refused():
-    with pytest.raises(ConfigError, match="version 3, newer than this deepfit reads.*upgrade deepfit"):
-        TableSettings.from_json({**TableSettings(target="y").to_json(), "version": 3})
+    newer = TableSettings.VERSION + 1
+    with pytest.raises(ConfigError, match=f"version {newer}, newer than this deepfit reads.*upgrade deepfit"):
+        TableSettings.from_json({**TableSettings(target="y").to_json(), "version": newer})
