@@ -473,6 +473,11 @@ def _infer_one(name: str, values: pd.Series, forced: str | None, source: str) ->
     elif kind == "category" and not forced:
         if distinct == 1:
             info.note = f"one value {_examples(tokens, ~missing, 1)} plus {info.n_missing} missing: present vs missing"
+        elif isinstance(values.dtype, pd.CategoricalDtype):
+            info.note = "categories (a pandas category column)"
+        elif n_present and n_num == n_present:
+            info.note = (f"categories: integers named like an identifier that repeat ({distinct} values), a grouping "
+                         f"key; pass types={{{name!r}: 'number'}} if they are a quantity")
         elif n_present and n_num / n_present >= 0.5:
             info.note = (f"mixed: {n_num} of {n_present} values are numbers but {n_present - n_num} are not "
                          f"({_examples(tokens, bad)}), below the 95% a number column needs, so it is a category; "

@@ -66,6 +66,7 @@ class LinearFit:
     valid_loss: float
     path: list[tuple[float, float]] = field(default_factory=list)
     rows: int = 0
+    task: str = "classify"
 
     def install(self, model: TabularModel) -> None:
         """Copy the weights into ``model``'s prior buffers (a model of the same spec, ``linear=True``)."""
@@ -77,8 +78,10 @@ class LinearFit:
 
     def note(self) -> str:
         """One line for the report."""
+        what = ("validation loss" if self.task == "classify" else "validation MSE, standardised")
+        value = self.valid_loss if self.task == "classify" else 2 * self.valid_loss  # half the squared error
         return (f"linear part: L2 strength {self.strength:g} chosen on the validation rows "
-                f"(validation loss {self.valid_loss:.4g}; tried {', '.join(f'{s:g}' for s, _ in self.path)}; "
+                f"({what} {value:.4g}; tried {', '.join(f'{s:g}' for s, _ in self.path)}; "
                 f"fitted on {self.rows} rows)")
 
 
@@ -156,7 +159,7 @@ def fit_linear_prior(model: TabularModel, fit_rows: tuple[Tensor, ...], valid_ro
     if best is None:
         raise ConfigError("the linear part did not converge to a finite loss; build the model with linear=False")
     return LinearFit(weights=dict(zip(LINEAR_BUFFERS, best[2])), strength=best[0], valid_loss=best[1], path=path,
-                     rows=n)
+                     rows=n, task=task)
 
 
 def choose_alpha(model: torch.nn.Module, valid_rows: tuple[Tensor, ...], *, task: str) -> tuple[float, dict[float, float]]:

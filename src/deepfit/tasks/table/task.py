@@ -452,7 +452,8 @@ class TableTask(Task):
             table.notes.append("linear part: not blended in (a cross-fitted bag has no common validation rows)")
             return
         alpha, losses = choose_alpha(final, table.valid_t, task=table.task)
-        table.notes.append(f"linear part: {alpha:g} of the output, chosen on the validation rows (loss "
+        loss = "loss" if table.task == "classify" else "MSE, standardised"
+        table.notes.append(f"linear part: {alpha:g} of the output, chosen on the validation rows ({loss} "
                            f"{losses[alpha]:.4g}; the network alone {losses[0.0]:.4g}, the linear model alone "
                            f"{losses[1.0]:.4g})")
 
