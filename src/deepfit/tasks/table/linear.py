@@ -53,6 +53,7 @@ NUMBERS = ("curves", "slopes", "none")  # how numbers enter the prior
 
 LAMBDAS = (1000.0, 300.0, 100.0, 30.0, 10.0, 3.0, 1.0, 0.3, 0.1)  # L2 strengths, in rows, strong to weak
 MAX_CELLS = 2e6  # rows x features fitted at most (a seeded subsample beyond): a few seconds in all
+CHUNK = 2048  # choose_alpha: validation rows through the network at once
 MAX_ITER = 30  # L-BFGS iterations per strength (each warm-started from the last)
 
 
@@ -176,7 +177,9 @@ def choose_alpha(model: torch.nn.Module, valid_rows: tuple[Tensor, ...], *, task
     with torch.no_grad():
         for m in parts:
             m.lin_alpha.fill_(0.0)
-        deep = model(*inputs).float()  # (B, K, C): every member of every model
+        # In chunks: a bag's members times the hidden width would not fit in memory for every row at once.
+        deep = torch.cat([model(*(t[i:i + CHUNK] for t in inputs)).float()
+                          for i in range(0, len(y), CHUNK)])  # (B, K, C): every member of every model
         lins = []
         for m in parts:
             enc = m.ple_encode(inputs[0].float()) if m.n_num else None
