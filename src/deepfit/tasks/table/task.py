@@ -307,8 +307,8 @@ class TableTask(Task):
     def _model(self, table: TableData, k: int, ple_version: str | None = None,
                carve: tuple[Tensors, Tensors] | None = None) -> TabularModel:
         """A fresh model of ``k`` members (seeded by the caller) for the rows of ``carve`` (train,
-        valid tensors; default: the first carve-out); with ``linear``, its linear part is fitted
-        on them (linear.py); with text, its n-gram part is set up like a logistic regression (text.py).
+        valid tensors; default: the first carve-out); with ``linear``, the first carve-out's linear
+        part is fitted (linear.py) and installed; with text, its n-gram part is set up like a logistic regression (text.py).
         What depends only on the first carve-out is computed once."""
         s = self.settings
         spec = table.pre.spec()
@@ -326,15 +326,11 @@ class TableTask(Task):
                     table.first_prior = ngram_prior_of(rows, spec, table.target_enc.n_outputs)
                 prior = table.first_prior
             m.set_ngram_prior(prior)
-        if s.linear:
-            if carve is not None:
-                lin = fit_linear_prior(m, rows, valid, task=table.task, seed=s.seed)
-            else:
-                if table.first_linear is None:
-                    table.first_linear = fit_linear_prior(m, rows, valid, task=table.task, seed=s.seed)
-                    table.notes.append(table.first_linear.note())
-                lin = table.first_linear
-            lin.install(m)
+        if s.linear and carve is None:  # a cross-fitted model's linear part is never blended in (_blend): left 0
+            if table.first_linear is None:
+                table.first_linear = fit_linear_prior(m, rows, valid, task=table.task, seed=s.seed)
+                table.notes.append(table.first_linear.note())
+            table.first_linear.install(m)
         if text_lr and s.ngram_c is not None and m.text_linear is not None:
             penalise_like_logistic_regression(m.text_linear.weight, c=s.ngram_c, n_rows=len(rows[-1]))
         return m
