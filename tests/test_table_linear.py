@@ -9,7 +9,7 @@ import torch
 import deepfit
 from deepfit.models.tabular import TabularModel
 from deepfit.tasks.table import TableSettings
-from deepfit.tasks.table.linear import choose_alpha, fit_linear_prior
+from deepfit.tasks.table.linear import choose_alpha, fit_linear_part
 
 
 def _rows(x_num: torch.Tensor, x_cat: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, ...]:
@@ -27,7 +27,7 @@ def test_linear_part_fits_an_additive_curve_and_shrinks_levels_by_their_count():
     spec = {"n_num": 1, "num_bins": [edges], "cat_cardinalities": [6], "n_text": 0, "text_buckets": 1}
     model = TabularModel(spec, n_outputs=1, k=2, width=8, depth=1, linear=True)
     rows = _rows(x, levels, y)
-    fit = fit_linear_prior(model, rows, rows, task="regress", strengths=(1e-3,))
+    fit = fit_linear_part(model, rows, rows, task="regress", strengths=(1e-3,))
     fit.install(model)
     model.eval()
     model.lin_alpha.fill_(1.0)  # the linear part alone
@@ -43,7 +43,7 @@ def test_linear_part_fits_an_additive_curve_and_shrinks_levels_by_their_count():
     model = TabularModel(spec, n_outputs=1, k=2, width=8, depth=1, linear=True)
     rows = _rows(torch.zeros(len(codes), 0), codes, target)
     lam = 30.0
-    fit = fit_linear_prior(model, rows, rows, task="regress", strengths=(lam,))
+    fit = fit_linear_part(model, rows, rows, task="regress", strengths=(lam,))
     resid = target - fit.weights["lin_bias"][0]
     kept = []
     for level in (1, 2, 3):
@@ -63,7 +63,7 @@ def test_strength_is_chosen_on_the_validation_rows():
     model = TabularModel(spec, n_outputs=1, k=2, width=8, depth=1, linear=True)
     train = _rows(torch.zeros(n, 0), codes[:n], y[:n])
     valid = _rows(torch.zeros(n, 0), codes[n:], y[n:])
-    fit = fit_linear_prior(model, train, valid, task="regress")
+    fit = fit_linear_part(model, train, valid, task="regress")
     tried = dict(fit.path)
     assert fit.valid_loss == min(tried.values())
     assert fit.strength > min(tried)  # three rows per level of mostly noise: strong shrinkage wins
@@ -104,7 +104,7 @@ def test_classifier_blend_and_old_settings_keep_no_linear_part():
     spec = {"n_num": 2, "num_bins": [None, None], "cat_cardinalities": [], "n_text": 0, "text_buckets": 1}
     model = TabularModel(spec, n_outputs=2, k=2, width=8, depth=1, linear=True)
     rows = _rows(x, torch.zeros(800, 0, dtype=torch.long), y)
-    fit_linear_prior(model, rows, rows, task="classify").install(model)
+    fit_linear_part(model, rows, rows, task="classify").install(model)
     alpha, losses = choose_alpha(model, rows, task="classify")  # an untrained network against a fitted line
     assert alpha == 1.0 and losses[1.0] < 0.5 * losses[0.0]
     with torch.no_grad():

@@ -28,7 +28,7 @@ import pandas as pd
 
 from deepfit.errors import ConfigError, DataError
 
-__all__ = ["Feature", "FEATURES", "GROUPS", "finite_or_none", "require_keys"]
+__all__ = ["Feature", "FEATURES", "GROUPS", "finite_or_none", "is_finite_number", "require_keys"]
 
 GROUPS = ("num", "cat", "text")
 
@@ -95,6 +95,11 @@ def finite_or_none(x: float) -> float | None:
     """A float for JSON state: NaN and +/-inf become None."""
     x = float(x)
     return x if math.isfinite(x) else None
+
+
+def is_finite_number(v: Any) -> bool:
+    """Whether a value read from JSON state is a finite int or float (bool is not a number here)."""
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
 def require_keys(state: Any, keys: tuple[str, ...], *, what: str) -> dict:

@@ -31,7 +31,7 @@ import pandas as pd
 import torch
 
 from deepfit.errors import DataError
-from deepfit.features.base import Feature, require_keys
+from deepfit.features.base import Feature, is_finite_number, require_keys
 
 __all__ = ["NumberFeature", "fit_quantiles", "quantile_normal", "fit_bins", "as_float", "float_list"]
 
@@ -172,7 +172,7 @@ class NumberFeature(Feature):
             require_keys(state, ("min", "max"), what=what)
             low, high = state["min"], state["max"]
             if (low is None) != (high is None) or (low is not None and not (
-                    _finite(low) and _finite(high) and low <= high)):
+                    is_finite_number(low) and is_finite_number(high) and low <= high)):
                 raise DataError(f"{what}: saved min={low!r}, max={high!r} must be finite numbers with min <= max "
                                 "(or both null); the file is damaged: retrain the model")
             f.min, f.max = (None, None) if low is None else (float(low), float(high))
@@ -180,7 +180,3 @@ class NumberFeature(Feature):
             f.min, f.max = float(f.quantiles[0]), float(f.quantiles[-1])
         f.fitted = True
         return f
-
-
-def _finite(v: object) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and bool(np.isfinite(v))

@@ -34,7 +34,7 @@ import numpy as np
 import pandas as pd
 
 from deepfit.errors import ConfigError, DataError, unknown_choice
-from deepfit.features.base import require_keys
+from deepfit.features.base import is_finite_number, require_keys
 
 __all__ = ["ClassTarget", "RegressionTarget", "MultiLabelTarget", "MULTILABEL_SEP", "TRANSFORMS", "BOUND_MARGIN",
            "make_target", "target_from_state", "skewed_positive"]
@@ -304,7 +304,7 @@ class RegressionTarget:
         what = "regression target"
         require_keys(state, ("name", "mean", "std"), what=what)
         mean, std = state["mean"], state["std"]
-        if not all(_finite_number(v) for v in (mean, std)) or std <= 0:
+        if not all(is_finite_number(v) for v in (mean, std)) or std <= 0:
             raise DataError("regression target: saved mean/std must be finite numbers with std > 0; retrain")
         require_keys(state, ("transform", "low", "high"), what=what)
         transform, low, high = state["transform"], state["low"], state["high"]
@@ -315,17 +315,13 @@ class RegressionTarget:
             raise DataError(f"regression target: saved bounds low={low!r}, high={high!r} must both be numbers "
                             "or both null; the file is damaged: retrain the model")
         if low is not None:
-            if not (_finite_number(low) and _finite_number(high)) or low > high:
+            if not (is_finite_number(low) and is_finite_number(high)) or low > high:
                 raise DataError(f"regression target: saved bounds low={low!r}, high={high!r} must be finite "
                                 "numbers with low <= high; the file is damaged: retrain the model")
             low, high = float(low), float(high)
         t = cls(str(state["name"]), transform=transform)
         t.mean, t.std, t.low, t.high, t.fitted = float(mean), float(std), low, high, True
         return t
-
-
-def _finite_number(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
 def _split_labels(values: pd.Series, name: str) -> list[list[str]]:

@@ -1,7 +1,7 @@
 """The linear part of a table model: an additive model fitted before the network trains,
 blended into its output after training as far as the validation rows ask for it.
 
-:func:`fit_linear_prior` fits :func:`~deepfit.models.tabular.linear_logits` — for each number a
+:func:`fit_linear_part` fits :func:`~deepfit.models.tabular.linear_logits` — for each number a
 piecewise-linear curve over its bins plus a slope, for each category level its own weight (every
 level of the vocabulary, however many), and a bias — by full-batch L-BFGS on the training rows,
 minimising the summed loss (cross-entropy, or half the squared error of the standardised target)
@@ -28,7 +28,7 @@ Example:
     >>> model = TabularModel(spec, n_outputs=1, k=2, width=8, depth=1, linear=True)
     >>> x = torch.linspace(-2, 2, 200)[:, None]
     >>> rows = (x, torch.zeros(200, 0, dtype=torch.long), torch.zeros(200, 0, 1, dtype=torch.long), 2 * x[:, 0])
-    >>> fit = fit_linear_prior(model, rows, rows, task="regress")
+    >>> fit = fit_linear_part(model, rows, rows, task="regress")
     >>> fit.install(model); round(float(model.lin_x[0, 0] + model.lin_ple[0, 0, 0]), 2)
     2.0
 """
@@ -45,11 +45,9 @@ from torch import Tensor
 from deepfit.errors import ConfigError
 from deepfit.models.tabular import LINEAR_BUFFERS, TabularModel, linear_logits
 
-__all__ = ["LinearFit", "fit_linear_prior", "choose_alpha", "LAMBDAS", "ALPHAS", "MAX_CELLS", "MAX_ITER", "NUMBERS"]
+__all__ = ["LinearFit", "fit_linear_part", "choose_alpha", "LAMBDAS", "ALPHAS", "MAX_CELLS", "MAX_ITER"]
 
 ALPHAS = tuple(i / 20 for i in range(21))  # the linear model's share of the output: 0, 0.05, ..., 1
-
-NUMBERS = ("curves", "slopes", "none")  # how numbers enter the prior
 
 LAMBDAS = (1000.0, 300.0, 100.0, 30.0, 10.0, 3.0, 1.0, 0.3, 0.1)  # L2 strengths, in rows, strong to weak
 MAX_CELLS = 2e6  # rows x features fitted at most (a seeded subsample beyond): a few seconds in all
@@ -70,7 +68,7 @@ class LinearFit:
     task: str = "classify"
 
     def install(self, model: TabularModel) -> None:
-        """Copy the weights into ``model``'s prior buffers (a model of the same spec, ``linear=True``)."""
+        """Copy the weights into ``model``'s ``lin_*`` buffers (a model of the same spec, ``linear=True``)."""
         for name, buffer in zip(LINEAR_BUFFERS, model.linear_weights()):
             if buffer.shape != self.weights[name].shape:
                 raise ConfigError(f"linear part {name} has shape {tuple(self.weights[name].shape)}, the model "
@@ -100,34 +98,26 @@ def _loss(logits: Tensor, y: Tensor, task: str) -> Tensor:
     return 0.5 * (logits[:, 0] - y.float()).square().mean()
 
 
-def fit_linear_prior(model: TabularModel, fit_rows: tuple[Tensor, ...], valid_rows: tuple[Tensor, ...], *,
-                     task: str, strengths: tuple[float, ...] = LAMBDAS, seed: int = 0,
-                     numbers: str = "curves") -> LinearFit:
-    """Fit the prior of ``model`` (built with ``linear=True``; left unchanged) on ``fit_rows``
-    and choose its strength on ``valid_rows`` (each: the preprocessor's tensors, then the
-    encoded target). ``numbers``: how the numbers enter — ``"curves"`` (piecewise-linear
-    curves plus slopes), ``"slopes"`` (one slope each, ``lin_ple`` stays zero) or ``"none"`` (the
-    category levels and the bias only). Returns a :class:`LinearFit`; ``.install(model)`` sets it."""
+def fit_linear_part(model: TabularModel, fit_rows: tuple[Tensor, ...], valid_rows: tuple[Tensor, ...], *,
+                    task: str, strengths: tuple[float, ...] = LAMBDAS, seed: int = 0) -> LinearFit:
+    """Fit the linear part of ``model`` (built with ``linear=True``; left unchanged) on
+    ``fit_rows`` and choose its strength on ``valid_rows`` (each: the preprocessor's tensors,
+    then the encoded target). Returns a :class:`LinearFit`; ``.install(model)`` sets it."""
     if task not in ("classify", "regress"):
         raise ConfigError(f"task must be 'classify' or 'regress', got {task!r}")
     if not strengths or any(not s > 0 for s in strengths):
         raise ConfigError(f"strengths must be numbers > 0, got {strengths!r}")
     shapes = [b.shape for b in model.linear_weights()]
     n = len(fit_rows[-1])
-    n_features = ({"curves": shapes[0][0] * shapes[0][1], "slopes": 0, "none": 0}.get(numbers, 0)
-                  + (shapes[1][0] if numbers != "none" else 0) + max(model.n_cat, 1))
-    if n * n_features > MAX_CELLS:  # a seeded subsample: the prior is a start, not the model
+    n_features = shapes[0][0] * shapes[0][1] + shapes[1][0] + max(model.n_cat, 1)
+    if n * n_features > MAX_CELLS:  # a seeded subsample: a linear model needs far fewer rows than the network
         keep = torch.randperm(n, generator=torch.Generator().manual_seed(seed))[: int(MAX_CELLS // n_features)]
         fit_rows = tuple(t[keep] for t in fit_rows)
         n = len(keep)
     enc, x_num, cats = _inputs(model, fit_rows)
     v_enc, v_num, v_cats = _inputs(model, valid_rows)
     y, v_y = fit_rows[-1], valid_rows[-1]
-    if numbers not in NUMBERS:
-        raise ConfigError(f"numbers must be one of {', '.join(NUMBERS)}, got {numbers!r}")
-    first = {"curves": 0, "slopes": 1, "none": 2}[numbers]  # the weights fitted: from this one on
-    weights = [torch.zeros(s, requires_grad=i >= first) for i, s in enumerate(shapes)]
-    trained = [w for w in weights if w.requires_grad]
+    weights = [torch.zeros(s, requires_grad=True) for s in shapes]
     with torch.no_grad():  # the bias starts at the training rows' log-prior / mean
         if task == "classify":
             counts = torch.bincount(y.long(), minlength=shapes[3][0]).float() + 1.0
@@ -137,7 +127,7 @@ def fit_linear_prior(model: TabularModel, fit_rows: tuple[Tensor, ...], valid_ro
     path: list[tuple[float, float]] = []
     best: tuple[float, float, list[Tensor]] | None = None
     for strength in sorted(strengths, reverse=True):
-        optimizer = torch.optim.LBFGS(trained, lr=1.0, max_iter=MAX_ITER, history_size=20,
+        optimizer = torch.optim.LBFGS(weights, lr=1.0, max_iter=MAX_ITER, history_size=20,
                                       line_search_fn="strong_wolfe", tolerance_grad=1e-6, tolerance_change=1e-10)
 
         def closure(strength: float = strength) -> Tensor:
@@ -180,11 +170,8 @@ def choose_alpha(model: torch.nn.Module, valid_rows: tuple[Tensor, ...], *, task
         # In chunks: a bag's members times the hidden width would not fit in memory for every row at once.
         deep = torch.cat([model(*(t[i:i + CHUNK] for t in inputs)).float()
                           for i in range(0, len(y), CHUNK)])  # (B, K, C): every member of every model
-        lins = []
-        for m in parts:
-            enc = m.ple_encode(inputs[0].float()) if m.n_num else None
-            lins.append(linear_logits(enc, inputs[0].float(), inputs[1].long() + m.cat_offsets, *m.linear_weights())
-                        .unsqueeze(1).expand(-1, m.k, -1))
+        lins = [linear_logits(*_inputs(m, inputs), *m.linear_weights()).unsqueeze(1).expand(-1, m.k, -1)
+                for m in parts]
         lin = torch.cat(lins, dim=1)  # (B, K, C): each member's own model's linear part
         losses: dict[float, float] = {}
         for alpha in ALPHAS:

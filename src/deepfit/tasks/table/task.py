@@ -57,7 +57,7 @@ from deepfit.tasks.base import Task
 from deepfit.tasks.runner import Run, fit, source_name
 from deepfit.tasks.table.ensemble import BagRule, EnsembleMetric
 from deepfit.tasks.table.labels import clean_target
-from deepfit.tasks.table.linear import LinearFit, choose_alpha, fit_linear_prior
+from deepfit.tasks.table.linear import LinearFit, choose_alpha, fit_linear_part
 from deepfit.tasks.table.predictor import TablePredictor
 from deepfit.tasks.table.report import table_report
 from deepfit.tasks.table.settings import TableSettings
@@ -250,7 +250,7 @@ class TableTask(Task):
             for name, enc in (("standard", table.target_enc), ("log1p", log1p)):
                 fit_t = (*table.train_t[:-1], torch.from_numpy(enc.encode(y_fit)))
                 valid_t = (*table.valid_t[:-1], torch.from_numpy(enc.encode(y_valid)))
-                fit_linear_prior(judge, fit_t, valid_t, task="regress", seed=s.seed).install(judge)
+                fit_linear_part(judge, fit_t, valid_t, task="regress", seed=s.seed).install(judge)
                 judge.lin_alpha.fill_(1.0)  # the linear part alone
                 with torch.no_grad():
                     z = judge(*valid_t[:-1])[:, 0, 0].double().numpy()
@@ -328,7 +328,7 @@ class TableTask(Task):
             m.set_ngram_prior(prior)
         if s.linear and carve is None:  # a cross-fitted model's linear part is never blended in (_blend): left 0
             if table.first_linear is None:
-                table.first_linear = fit_linear_prior(m, rows, valid, task=table.task, seed=s.seed)
+                table.first_linear = fit_linear_part(m, rows, valid, task=table.task, seed=s.seed)
                 table.notes.append(table.first_linear.note())
             table.first_linear.install(m)
         if text_lr and s.ngram_c is not None and m.text_linear is not None:

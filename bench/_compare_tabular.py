@@ -1,8 +1,9 @@
 """Side by side: deepfit's score per table in several bench/tabular.py JSON files, against the
-suite file's baselines (linear, HGB, LightGBM; 3-seed means measured with the suite).
+suite file's baselines (linear, HGB, LightGBM; 3-seed means measured with the suite). A helper,
+not a benchmark: it measures nothing, it reads what bench/tabular.py wrote.
 
-    .venv/bin/python bench/compare_tabular.py bench/results/tabular_v2_seed0/*.json
-    .venv/bin/python bench/compare_tabular.py --suite ../shared/bench/tabular_public_v2.json A.json B.json
+    .venv/bin/python bench/_compare_tabular.py bench/results/tabular_v2_seed0/*.json
+    .venv/bin/python bench/_compare_tabular.py --suite ../shared/bench/tabular_public_v2.json A.json B.json
 
 Each column is one file's deepfit mean over the seeds it ran; the last column the longest fit
 of each file, seconds. The counts below compare each file's means with the suite's baselines
