@@ -118,7 +118,7 @@ def test_classifier_blend_and_old_settings_keep_no_linear_part():
         lin_free.lin_alpha.fill_(0.5)
         assert torch.allclose(lin_free.train()(*rows[:3]), plain.train()(*rows[:3]))
     # A version-2 run.json (before the prior) resumes without it; today's default has it.
-    old = TableSettings(target="y").to_json()
+    old = TableSettings(target="y").flat_json()
     old["version"] = 2
     old.pop("linear")
     assert TableSettings.from_json(old).linear is False

@@ -156,6 +156,6 @@ def test_settings_of_a_run_from_before_the_embedding_options_resume_as_they_star
     assert (now.ple_version, now.mix_bags, now.monitor) == ("b", True, "auto")
     assert TableSettings.from_json(now.to_json()) == now
     # run.json of that time: no version (1), and none of these keys
-    old = {k: v for k, v in now.to_json().items() if k not in ("version", "ple_version", "mix_bags", "monitor")}
+    old = {k: v for k, v in now.flat_json().items() if k not in ("version", "ple_version", "mix_bags", "monitor")}
     again = TableSettings.from_json(old)
     assert (again.ple_version, again.mix_bags, again.monitor) == ("a", False, "metric")

@@ -42,7 +42,7 @@ def _v1_run(out, csv, settings: dict) -> None:
 
 
 def test_a_version_1_run_json_resumes_with_the_settings_of_its_time(tmp_path, text_csv):
-    stored = {k: v for k, v in TableSettings(target="y", **SMALL).to_json().items()
+    stored = {k: v for k, v in TableSettings(target="y", **SMALL).flat_json().items()
               if k != "version" and k not in BEFORE}
     out = tmp_path / "run"
     _v1_run(out, text_csv, stored)
@@ -61,7 +61,7 @@ def test_a_version_1_run_json_resumes_with_the_settings_of_its_time(tmp_path, te
 
 
 def test_keys_present_in_a_version_1_run_json_keep_their_values():
-    old = {k: v for k, v in TableSettings(target="y", text_bags=2).to_json().items() if k != "version"}
+    old = {k: v for k, v in TableSettings(target="y", text_bags=2).flat_json().items() if k != "version"}
     assert TableSettings.from_json(old) == TableSettings(target="y", text_bags=2)
 
 

@@ -111,8 +111,9 @@ def test_cli_train_mnist1d(tmp_path):
     assert proc.returncode == 0, proc.stderr
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["test_accuracy"] > 0.3, metrics
-    settings = json.loads((out / "run.json").read_text())["settings"]  # run.json v2: settings under their key
-    assert settings["model"] == "resnet1d" and settings["epochs"] == 2 and settings["augment"] is True
+    settings = json.loads((out / "run.json").read_text())["settings"]  # run.json v2: settings under their key, by group
+    assert settings["model"]["model"] == "resnet1d" and settings["schedule"]["epochs"] == 2
+    assert settings["augment"]["augment"] is True
     # model.safetensors holds the bare network (no training-only wrapper): it loads into ResNet1d
     from safetensors.torch import load_file
 

@@ -3,6 +3,14 @@
 Every task's settings class derives from :class:`TaskSettings`. What a run stores in
 ``run.json`` is ``to_json()``; ``from_json`` reads it back for ``--resume``:
 
+- settings are **grouped**: each class's ``GROUPS`` puts every field in exactly one of the
+  groups of :data:`GROUP_DOCS` (data, split, schedule, optimizer, model, text, augment, run),
+  the same group and the same name for the same idea in every task. ``to_json()`` writes
+  ``{"version": V, "data": {...}, "split": {...}, ...}``; in Python the fields stay flat
+  (``TableSettings(target="y", lr=1e-3)``, ``settings.lr``), as Keras and fastai take them —
+  one name per idea makes a flat name unambiguous. docs/settings.md lists them all by group
+  (a test keeps it equal to the classes);
+
 - the stored ``version`` (absent = 1, the layout before versions existed) is brought up to
   the class's ``VERSION`` by the functions in its ``MIGRATIONS`` index, one named, documented
   function per format change (Lightning's ``utilities/migration`` pattern), each tested on a
@@ -32,7 +40,19 @@ from typing import Any, ClassVar, Self
 
 from deepfit.errors import ConfigError
 
-__all__ = ["TaskSettings", "migrate", "explicit_fields", "rename_key"]
+__all__ = ["TaskSettings", "GROUP_DOCS", "migrate", "explicit_fields", "rename_key", "nest"]
+
+# The settings groups shared by every task, in the order run.json and docs/settings.md show them.
+GROUP_DOCS: dict[str, str] = {
+    "data": "what the data is: the target, the task, column roles and types",
+    "split": "how rows are held out for testing and validation",
+    "schedule": "how long training runs: time budget, epochs or steps, early stopping, LR schedule, ensembles",
+    "optimizer": "batch size, learning rate, weight decay and other optimizer and loss settings",
+    "model": "the network: its kind, size and parts",
+    "text": "how text columns are modelled inside a table",
+    "augment": "training-time augmentation and test-time augmentation",
+    "run": "seed, checkpoints and resources: what makes a run reproducible and how it uses the machine",
+}
 
 
 def migrate(d: dict[str, Any], *, version: int, current: int,
@@ -62,6 +82,21 @@ def rename_key(d: dict[str, Any], old: str, new: str) -> dict[str, Any]:
     return d
 
 
+def nest(d: dict[str, Any], groups: dict[str, tuple[str, ...]]) -> dict[str, Any]:
+    """A flat settings dict grouped by ``groups`` (a migration step: flat → grouped layout).
+
+    Keys in no group stay at the top level, where ``from_json`` names them as unknown.
+    """
+    out: dict[str, Any] = {}
+    where = {name: group for group, names in groups.items() for name in names}
+    for key, value in d.items():
+        if key in where:
+            out.setdefault(where[key], {})[key] = value
+        else:
+            out[key] = value
+    return out
+
+
 def explicit_fields(settings: Any) -> dict[str, Any]:
     """The fields of a settings dataclass whose value differs from the class default (what was chosen)."""
     chosen = {}
@@ -85,19 +120,36 @@ class TaskSettings:
     """Base of every task's settings: versioned, strict ``to_json`` / ``from_json``.
 
     Subclasses set ``VERSION`` (bump it with each change of meaning or name, and add a function
-    to ``MIGRATIONS`` keyed by the old version) and may override ``_decode`` to turn JSON lists
-    back into tuples.
+    to ``MIGRATIONS`` keyed by the old version), ``GROUPS`` (group name → its fields; every
+    field in exactly one group of :data:`GROUP_DOCS`), and may override ``_decode`` to turn
+    JSON lists back into tuples.
     """
 
     VERSION: ClassVar[int] = 1
     MIGRATIONS: ClassVar[dict[int, Callable[[dict[str, Any]], dict[str, Any]]]] = {}
+    GROUPS: ClassVar[dict[str, tuple[str, ...]]] = {}
 
-    def to_json(self) -> dict[str, Any]:
-        d = {"version": self.VERSION}
+    def flat_json(self) -> dict[str, Any]:
+        """Every field as JSON, ungrouped (``to_json`` without the groups and the version)."""
+        d = {}
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
             d[f.name] = list(value) if isinstance(value, tuple) else (dict(value) if isinstance(value, dict) else value)
         return d
+
+    def to_json(self) -> dict[str, Any]:
+        """What ``run.json`` stores: ``{"version": V, group: {field: value, ...}, ...}``."""
+        flat = self.flat_json()
+        return {"version": self.VERSION, **{group: {name: flat[name] for name in names}
+                                            for group, names in self.GROUPS.items()}}
+
+    @classmethod
+    def group_of(cls, name: str) -> str:
+        """The group a field belongs to (``KeyError`` for a name that is not a field)."""
+        for group, names in cls.GROUPS.items():
+            if name in names:
+                return group
+        raise KeyError(name)
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> Self:
@@ -108,12 +160,42 @@ class TaskSettings:
         version = d.pop("version", 1)
         d = migrate(d, version=version, current=cls.VERSION, migrations=cls.MIGRATIONS,
                     what=f"stored {cls.__name__}")
+        d = cls._flatten(d)
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(d) - known)
         if unknown:
             raise ConfigError(f"stored {cls.__name__} has unknown key(s) {', '.join(map(repr, unknown))}; "
                               f"it was written by another deepfit version (known: {', '.join(sorted(known))})")
         return cls(**cls._decode(d))
+
+    @classmethod
+    def _flatten(cls, d: dict[str, Any]) -> dict[str, Any]:
+        """The grouped layout back to fields; a group this class lacks, a group that is not an
+        object or a field stored under another group than its own is an error naming it."""
+        if not cls.GROUPS:
+            return d
+        flat: dict[str, Any] = {}
+        for key, value in d.items():
+            if key not in cls.GROUPS:
+                try:
+                    home = cls.group_of(key)
+                except KeyError:
+                    flat[key] = value  # not a field either: named as unknown by the caller
+                    continue
+                raise ConfigError(f"stored {cls.__name__}: {key!r} must be inside its group {home!r} "
+                                  "(this version stores settings by group)")
+            if not isinstance(value, dict):
+                raise ConfigError(f"stored {cls.__name__}: group {key!r} must be a JSON object, "
+                                  f"got {type(value).__name__}")
+            for name, item in value.items():
+                if name not in cls.GROUPS[key]:
+                    try:
+                        home = f"; it belongs in {cls.group_of(name)!r}"
+                    except KeyError:
+                        home = f" (known in {key!r}: {', '.join(cls.GROUPS[key])})"
+                    raise ConfigError(f"stored {cls.__name__} has unknown key {name!r} in group {key!r}{home}")
+                flat[name] = item
+        return flat
 
     @classmethod
     def _decode(cls, d: dict[str, Any]) -> dict[str, Any]:

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from deepfit.errors import ConfigError
-from deepfit.tasks.settings import TaskSettings, rename_key
+from deepfit.tasks.settings import TaskSettings, nest, rename_key
 
 __all__ = ["ArraysSettings", "DEFAULTS"]
 
@@ -26,6 +26,21 @@ def _v1_to_v2_valid_size(d: dict[str, Any]) -> dict[str, Any]:
     return rename_key(d, "valid_fraction", "valid_size")
 
 
+# Version 3 stores the settings by group (tasks/settings.py, GROUP_DOCS; docs/settings.md).
+GROUPS_V3: dict[str, tuple[str, ...]] = {
+    "data": ("data",),
+    "split": ("valid_size",),
+    "schedule": ("epochs",),
+    "optimizer": ("batch_size", "lr", "weight_decay", "label_smoothing"),
+    "model": ("model", "hidden", "dropout"),
+    "augment": ("augment",),
+    "run": ("seed", "checkpoint_every"),
+}
+
+def _v2_to_v3_grouped(d: dict[str, Any]) -> dict[str, Any]:
+    """Version 3 stores the same settings by group (``GROUPS_V3``); no value changes."""
+    return nest(d, GROUPS_V3)
+
 @dataclass(frozen=True)
 class ArraysSettings(TaskSettings):
     """Everything that decides a run on a bundled dataset (stored in ``run.json`` for ``--resume``).
@@ -34,8 +49,9 @@ class ArraysSettings(TaskSettings):
     so ``run.json`` holds the values the run used.
     """
 
-    VERSION = 2
-    MIGRATIONS = {1: _v1_to_v2_valid_size}
+    VERSION = 3
+    MIGRATIONS = {1: _v1_to_v2_valid_size, 2: _v2_to_v3_grouped}
+    GROUPS = GROUPS_V3
 
     data: str = "digits"
     epochs: int | None = None  # None: the dataset's default (DEFAULTS)

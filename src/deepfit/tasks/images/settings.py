@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from deepfit.errors import ConfigError
-from deepfit.tasks.settings import TaskSettings, rename_key
+from deepfit.tasks.settings import TaskSettings, nest, rename_key
 
 __all__ = ["ImageSettings", "recipe", "MODELS"]
 
@@ -21,6 +21,21 @@ def _v1_to_v2_num_workers(d: dict[str, Any]) -> dict[str, Any]:
     return rename_key(d, "workers", "num_workers")
 
 
+# Version 3 stores the settings by group (tasks/settings.py, GROUP_DOCS; docs/settings.md).
+GROUPS_V3: dict[str, tuple[str, ...]] = {
+    "data": ("target", "task", "image_column", "types"),
+    "split": ("test_size", "valid_size", "split_by", "group"),
+    "schedule": ("time_limit", "epochs", "freeze_epochs"),
+    "optimizer": ("batch_size", "lr", "weight_decay", "label_smoothing", "lr_ratio"),
+    "model": ("model", "size", "pretrained"),
+    "augment": ("flip", "mixup", "cutmix", "tta"),
+    "run": ("seed", "checkpoint_every", "num_workers", "max_memory_gb"),
+}
+
+def _v2_to_v3_grouped(d: dict[str, Any]) -> dict[str, Any]:
+    """Version 3 stores the same settings by group (``GROUPS_V3``); no value changes."""
+    return nest(d, GROUPS_V3)
+
 @dataclass(frozen=True)
 class ImageSettings(TaskSettings):
     """Everything that decides an image run (stored in ``run.json`` for ``--resume``).
@@ -30,8 +45,9 @@ class ImageSettings(TaskSettings):
     ``num_workers``: image-decoding processes (None: all usable cores for large jobs).
     """
 
-    VERSION = 2
-    MIGRATIONS = {1: _v1_to_v2_num_workers}
+    VERSION = 3
+    MIGRATIONS = {1: _v1_to_v2_num_workers, 2: _v2_to_v3_grouped}
+    GROUPS = GROUPS_V3
 
     target: str = "label"
     task: str = "auto"

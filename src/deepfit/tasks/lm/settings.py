@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from deepfit.errors import ConfigError
-from deepfit.tasks.settings import TaskSettings, rename_key
+from deepfit.tasks.settings import TaskSettings, nest, rename_key
 
 __all__ = ["LMSettings", "MAX_STEPS_WITH_TIME_LIMIT"]
 
@@ -18,6 +18,20 @@ def _v1_to_v2_valid_size(d: dict[str, Any]) -> dict[str, Any]:
     return rename_key(d, "valid_fraction", "valid_size")
 
 
+# Version 3 stores the settings by group (tasks/settings.py, GROUP_DOCS; docs/settings.md).
+GROUPS_V3: dict[str, tuple[str, ...]] = {
+    "data": ("text_column",),
+    "split": ("valid_size",),
+    "schedule": ("time_limit", "steps", "warmup", "final_lr_frac", "eval_every", "valid_windows"),
+    "optimizer": ("batch_size", "lr", "weight_decay", "beta2", "grad_clip"),
+    "model": ("tokenizer", "vocab_size", "context", "dim", "layers", "heads", "mlp", "norm", "dropout"),
+    "run": ("seed", "checkpoint_every", "compile"),
+}
+
+def _v2_to_v3_grouped(d: dict[str, Any]) -> dict[str, Any]:
+    """Version 3 stores the same settings by group (``GROUPS_V3``); no value changes."""
+    return nest(d, GROUPS_V3)
+
 @dataclass(frozen=True)
 class LMSettings(TaskSettings):
     """Everything that decides a language-model run (stored in ``run.json`` for ``--resume``).
@@ -26,8 +40,9 @@ class LMSettings(TaskSettings):
     of tweets at one CPU thread: see docs/lm.md for the measurements behind them.
     """
 
-    VERSION = 2
-    MIGRATIONS = {1: _v1_to_v2_valid_size}
+    VERSION = 3
+    MIGRATIONS = {1: _v1_to_v2_valid_size, 2: _v2_to_v3_grouped}
+    GROUPS = GROUPS_V3
 
     tokenizer: str = "bpe"  # "bpe" (byte-level, no unknown characters) or "char"
     vocab_size: int = 2048  # BPE only

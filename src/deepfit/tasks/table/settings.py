@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from deepfit.errors import ConfigError
-from deepfit.tasks.settings import TaskSettings
+from deepfit.tasks.settings import TaskSettings, nest
 
 __all__ = ["TableSettings"]
 
@@ -36,6 +36,22 @@ def _v2_to_v3_before_linear_part(d: dict[str, Any]) -> dict[str, Any]:
     return {"linear": False, "target_transform": "standard", **d}
 
 
+# Version 4 stores the settings by group (tasks/settings.py, GROUP_DOCS; docs/settings.md).
+GROUPS_V4: dict[str, tuple[str, ...]] = {
+    "data": ("target", "task", "types"),
+    "split": ("test_size", "valid_size", "split_by", "group"),
+    "schedule": ("time_limit", "max_epochs", "patience", "monitor", "lr_hold", "final_lr_frac", "auto_k",
+                 "max_bags", "mix_bags"),
+    "optimizer": ("batch_size", "lr", "weight_decay", "label_smoothing"),
+    "model": ("k", "width", "depth", "dropout", "ple_version", "linear", "target_transform"),
+    "text": ("text_dim", "text_layers", "text_tokenizer", "wide_lr_scale", "ngram_c", "ngram_nb", "text_bags"),
+    "run": ("seed", "checkpoint_every"),
+}
+
+def _v3_to_v4_grouped(d: dict[str, Any]) -> dict[str, Any]:
+    """Version 4 stores the same settings by group (``GROUPS_V4``); no value changes."""
+    return nest(d, GROUPS_V4)
+
 @dataclass(frozen=True)
 class TableSettings(TaskSettings):
     """Everything that decides a table run (stored in ``run.json`` for ``--resume``).
@@ -46,8 +62,9 @@ class TableSettings(TaskSettings):
         True
     """
 
-    VERSION = 3
-    MIGRATIONS = {1: _v1_to_v2_before_version_b_embeddings, 2: _v2_to_v3_before_linear_part}
+    VERSION = 4
+    MIGRATIONS = {1: _v1_to_v2_before_version_b_embeddings, 2: _v2_to_v3_before_linear_part, 3: _v3_to_v4_grouped}
+    GROUPS = GROUPS_V4
 
     target: str
     task: str = "auto"
