@@ -123,3 +123,8 @@ def test_classifier_blend_and_old_settings_keep_no_linear_part():
     old.pop("linear")
     assert TableSettings.from_json(old).linear is False
     assert TableSettings(target="y").linear is True
+    # A version-3 run.json (flat, before cross-fitted bags) resumes without cross-fitting.
+    v3 = {**TableSettings(target="y").flat_json(), "version": 3}
+    v3.pop("cross_fit")
+    assert TableSettings.from_json(v3).cross_fit is False and TableSettings.from_json(v3).linear is True
+    assert TableSettings(target="y").cross_fit is True

@@ -98,6 +98,27 @@ def test_budget_left_after_early_stopping_trains_more_models_averaged_as_one(tmp
         each = [m(*inputs).softmax(-1).mean(1) for m in model.model.bags]  # (B, C) per model
     expected = torch.stack(each).mean(0)
     assert np.allclose(model.predict_proba(rows.head(20)).to_numpy(), expected.numpy(), atol=1e-6)
+    # cross-fitted: each model early-stopped on its own carve-out of the training rows, and blends
+    # its own linear part (fitted on its own rows) by the share its own validation rows chose
+    notes = " | ".join(model.info["notes"])
+    assert "each early-stopped on its own validation rows" in notes
+    assert "each model's share chosen on its own validation rows" in notes
+    biases = [m.lin_bias.clone() for m in again.model.bags]
+    assert not torch.equal(biases[0], biases[1]) and not torch.equal(biases[1], biases[2])
+
+
+def test_without_cross_fit_the_extra_models_share_the_first_carve_out_and_its_linear_part():
+    from deepfit.tasks.table import TableSettings, fit_table
+
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(600, 3))
+    df = pd.DataFrame(x, columns=["a", "b", "c"]).assign(y=np.where(x[:, 0] + x[:, 1] ** 2 > 1, "yes", "no"))
+    settings = TableSettings(target="y", time_limit=30, patience=2, max_bags=2, k=4, width=32, seed=0, cross_fit=False)
+    model = fit_table(df, settings, progress=False)
+    assert model.info["bags"] == 2
+    first, second = model.model.bags
+    assert torch.equal(first.lin_bias, second.lin_bias) and first.lin_alpha.item() == second.lin_alpha.item()
+    assert "own validation rows" not in " | ".join(model.info["notes"])
 
 
 def test_an_artifact_asking_for_absurd_bags_is_refused_before_building(tmp_path):

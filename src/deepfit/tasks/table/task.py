@@ -156,7 +156,10 @@ class TableTask(Task):
         seed_everything(s.seed)
         model = self._model(table, plan.k)
         left = self._seconds_left(run)
-        cross_fit = "text" in table.columns.values() and s.text_bags > 1
+        has_text = "text" in table.columns.values()
+        # Every model of a bag early-stops on its own carve-out of the training rows, so the bag
+        # sees every training row (a text table's text_bags; with cross_fit, a time limit's extra models).
+        cross_fit = (has_text and s.text_bags > 1) or bool(s.cross_fit and s.time_limit)
         history, stopping, limit = self._fit_one(table, plan, run, model,
                                                  None if left is None else max(left, 0.05 * s.time_limit),
                                                  s.seed, first=True, label=BagRule.first_label(s, cross_fit))
@@ -169,7 +172,10 @@ class TableTask(Task):
             final = TabularBag(models).eval()
             table.notes.extend(rule.notes(bag_epochs))
         if s.linear:
-            self._blend(table, final, cross_fit=rule.cross_fit and len(models) > 1)
+            if rule.cross_fit and len(models) > 1 and not has_text:
+                self._blend(table, model, own=[m.lin_alpha.item() for m in models[1:]])
+            else:
+                self._blend(table, final, cross_fit=rule.cross_fit and len(models) > 1)
         info = {
             "source": table.source,
             "rows": table.n_rows,
@@ -326,7 +332,9 @@ class TableTask(Task):
                     table.first_prior = ngram_prior_of(rows, spec, table.target_enc.n_outputs)
                 prior = table.first_prior
             m.set_ngram_prior(prior)
-        if s.linear and carve is None:  # a cross-fitted model's linear part is never blended in (_blend): left 0
+        if s.linear and carve is not None and "text" not in table.columns.values():
+            fit_linear_part(m, rows, valid, task=table.task, seed=s.seed).install(m)  # blended on its own carve-out
+        if s.linear and carve is None:  # a cross-fitted text model's linear part is never blended in (_blend): left 0
             if table.first_linear is None:
                 table.first_linear = fit_linear_part(m, rows, valid, task=table.task, seed=s.seed)
                 table.notes.append(table.first_linear.note())
@@ -434,6 +442,8 @@ class TableTask(Task):
             extra = self._model(table, plan.k, rule.ple_version(len(models)), carve=carve)
             history, _, limit = self._fit_one(table, plan, run, extra, self._seconds_left(run), seed, first=False,
                                               carve=carve, label=rule.label(len(models)))
+            if s.linear and carve is not None and "text" not in table.columns.values():
+                choose_alpha(extra, carve[1], task=table.task)  # its own share, on its own validation rows
             models.append(extra)  # its best weights, with the LR decayed if the budget ended it
             histories.append(history)
             if limit is not None and limit.stopped:
@@ -441,9 +451,20 @@ class TableTask(Task):
         return models, histories
 
     @staticmethod
-    def _blend(table: TableData, final: torch.nn.Module, *, cross_fit: bool) -> None:
+    def _blend(table: TableData, final: torch.nn.Module, *, cross_fit: bool = False,
+               own: list[float] | None = None) -> None:
         """The linear part's share of the output, chosen on the validation rows (linear.py);
-        none for a cross-fitted bag, whose models each saw other validation rows."""
+        none for a cross-fitted text bag, whose models each saw other validation rows. ``own``:
+        the shares the other models of a cross-fitted bag chose on their own carve-outs (then
+        ``final`` is the first model, judged on the first carve-out)."""
+        if own is not None:
+            alpha, losses = choose_alpha(final, table.valid_t, task=table.task)
+            loss = "loss" if table.task == "classify" else "MSE, standardised"
+            table.notes.append(f"linear part: each model's share chosen on its own validation rows "
+                               f"({', '.join(f'{a:g}' for a in [alpha, *own])}); the first model's {loss} "
+                               f"{losses[alpha]:.4g}, its network alone {losses[0.0]:.4g}, its linear model alone "
+                               f"{losses[1.0]:.4g}")
+            return
         if cross_fit:
             table.notes.append("linear part: not blended in (a cross-fitted bag has no common validation rows)")
             return
