@@ -44,7 +44,7 @@ __all__ = ["export_onnx", "ExportReport", "DEFAULT_OPSET", "TOLERANCE", "VERIFY_
 DEFAULT_OPSET = 18
 TOLERANCE = 1e-5  # max abs difference allowed between onnxruntime and torch (see ExportReport.max_abs_diff)
 VERIFY_ROWS = 1000
-EXPORTERS = ("torchscript", "dynamo")
+EXPORTERS = ("auto", "torchscript", "dynamo")
 _MAX_ELEMENTS = 1 << 24  # verification inputs + outputs per onnxruntime call, above which it runs in chunks
 
 
@@ -253,13 +253,8 @@ def _export(plan: _Plan, path: Path, *, opset: int, exporter: str) -> None:
                 torch.onnx.export(module, sample, str(path), input_names=names, output_names=out_names,
                                   dynamic_axes=dynamic, opset_version=opset, dynamo=False)
             else:
-                dims = {}
-                for nm, axes in dynamic.items():
-                    if nm in names:
-                        dims[nm] = {a: torch.export.Dim(label if label != "batch" else "batch", min=1)
-                                    for a, label in axes.items()}
                 program = torch.onnx.export(module, sample, input_names=names, output_names=out_names,
-                                            dynamic_shapes=tuple(dims.get(nm) for nm in names),
+                                            dynamic_shapes=_dynamic_shapes(module, names, dynamic),
                                             opset_version=opset, dynamo=True, external_data=False)
                 program.save(str(path), external_data=False)
     except ExportError:
@@ -268,6 +263,31 @@ def _export(plan: _Plan, path: Path, *, opset: int, exporter: str) -> None:
         message = " ".join(str(e).split())[:600]
         raise ExportError(f"torch.onnx.export ({exporter}) could not convert this {type(plan.module.model).__name__} "
                           f"graph: {type(e).__name__}: {message}") from e
+
+
+def _dynamic_shapes(module: Any, names: list[str], dynamic: dict[str, dict[int, str]]) -> tuple[Any, ...]:
+    """``dynamic_axes`` as torch.export's ``dynamic_shapes``: one entry per parameter of
+    ``forward``, a ``*args`` parameter taking a tuple of the rest."""
+    import inspect
+
+    import torch
+
+    dims: dict[str, Any] = {}
+    specs = []
+    for name in names:
+        axes = dynamic.get(name, {})
+        specs.append({a: dims.setdefault(label, torch.export.Dim(label, min=1)) for a, label in axes.items()})
+    out: list[Any] = []
+    i = 0
+    for p in inspect.signature(module.forward).parameters.values():
+        if p.kind is p.VAR_POSITIONAL:
+            if specs[i:]:
+                out.append(tuple(specs[i:]))
+            i = len(specs)
+        else:
+            out.append(specs[i])
+            i += 1
+    return tuple(out)
 
 
 def _verify(plan: _Plan, path: Path) -> tuple[float, float, list[int]]:
@@ -345,7 +365,7 @@ def _figure(compare: str, got: np.ndarray, want: np.ndarray) -> float:
 
 
 def export_onnx(predictor_or_dir: Any, out: str | os.PathLike | None = None, *, opset: int | None = None,
-                verify_rows: int = VERIFY_ROWS, data: Any = None, exporter: str = "torchscript", seed: int = 0,
+                verify_rows: int = VERIFY_ROWS, data: Any = None, exporter: str = "auto", seed: int = 0,
                 tolerance: float = TOLERANCE) -> ExportReport:
     """Export a deepfit model to ONNX, verified against the model before anything is written.
 
@@ -360,7 +380,9 @@ def export_onnx(predictor_or_dir: Any, out: str | os.PathLike | None = None, *, 
             from the training schema (tables: quantiles, vocabularies with unseen and missing values;
             images: smooth and noise pictures; arrays: the bundled dataset's test split and rows near
             it; language models: random token ids).
-        exporter: ``"torchscript"`` (``torch.onnx.export(dynamo=False)``) or ``"dynamo"``.
+        exporter: ``"torchscript"`` (``torch.onnx.export(dynamo=False)``), ``"dynamo"``
+            (``dynamo=True``: torch.export + onnxscript), or ``"auto"``: TorchScript, and the dynamo
+            exporter when TorchScript has no conversion for a layer (``nn.RMSNorm``, in GPTs).
         seed: seeds the synthesised rows.
         tolerance: the largest difference allowed (see :class:`ExportReport`).
 
@@ -403,8 +425,19 @@ def export_onnx(predictor_or_dir: Any, out: str | os.PathLike | None = None, *, 
     work = Path(tempfile.mkdtemp(prefix=".deepfit-export-", dir=path.parent))
     try:
         tmp = work / path.name
-        with torch.no_grad():
-            _export(plan, tmp, opset=opset, exporter=exporter)
+        used = "torchscript" if exporter == "auto" else exporter
+        try:
+            with torch.no_grad():
+                _export(plan, tmp, opset=opset, exporter=used)
+        except ExportError as e:
+            if exporter != "auto" or not isinstance(e.__cause__, torch.onnx.errors.UnsupportedOperatorError):
+                raise
+            used = "dynamo"
+            _require_packages(used)
+            tmp.unlink(missing_ok=True)
+            with torch.no_grad():
+                _export(plan, tmp, opset=opset, exporter=used)
+        exporter = used
         figure, raw, sizes = _verify(plan, tmp)
         if not figure <= tolerance:
             raise ExportError(f"the exported graph does not match the model: max abs difference {figure:.3g} on "
