@@ -70,7 +70,7 @@ def consumer_inputs(spec: dict, rows: pd.DataFrame) -> dict[str, np.ndarray]:
     for inp in spec["inputs"]:
         values = rows[inp["column"]]
         if inp["kind"] == "number":
-            feeds[inp["name"]] = pd.to_numeric(values, errors="coerce").to_numpy(np.float32, na_value=np.nan)
+            feeds[inp["name"]] = pd.to_numeric(values, errors="coerce").to_numpy(np.float64, na_value=np.nan)
         elif inp["kind"] == "category":
             codes = {v: i + 1 for i, v in enumerate(inp["vocabulary"])}
             feeds[inp["name"]] = np.array([codes.get(str(v), 0) if pd.notna(v) else 0 for v in values], np.int64)

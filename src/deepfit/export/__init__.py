@@ -241,7 +241,7 @@ def _export(plan: _Plan, path: Path, *, opset: int, exporter: str) -> None:
     """Write the graph to ``path`` with torch's exporter; ExportError naming the layer on failure."""
     import torch
 
-    sample = tuple(torch.from_numpy(np.ascontiguousarray(a[:2])) for a in plan.arrays)
+    sample = tuple(torch.from_numpy(np.array(a[:2])) for a in plan.arrays)
     names = [s["name"] for s in plan.inputs]
     out_names = [o["name"] for o in plan.outputs]
     dynamic = plan.dynamic or {**{nm: {0: "batch"} for nm in names}, **{nm: {0: "batch"} for nm in out_names}}

@@ -4,8 +4,8 @@ For every kind, rows (images, arrays, windows) come from the data the caller giv
 to the number asked for with rows synthesised from what the artifact knows (its schema,
 vocabularies, quantiles, ranges; see :func:`synth_table`). The reference is the predictor's own
 path from those raw values (deepfit's NumPy preprocessing, then the torch model), fed the
-values exactly as the graph sees them: numbers and sequence values rounded to float32 (the
-graph's input type), dates as float64 seconds.
+values exactly as the graph sees them: sequence values rounded to float32 (the graph's input
+type; numbers and dates enter as float64).
 """
 
 from __future__ import annotations
@@ -26,8 +26,8 @@ UNSEEN = "\u2063unseen value\u2063"  # a category no training vocabulary holds
 
 def table_inputs(preprocessor: Any, coerced: pd.DataFrame) -> tuple[list[np.ndarray], pd.DataFrame]:
     """The graph's raw inputs for coerced rows (``preprocessor.check_input``), in the order of
-    :func:`deepfit.export.graphs.column_inputs`, and the rows as the graph sees them (numbers
-    and sequence values rounded to float32) for the reference."""
+    :func:`deepfit.export.graphs.column_inputs`, and the rows as the graph sees them (sequence
+    values rounded to float32) for the reference."""
     from deepfit.features.category import as_text
     from deepfit.features.date import _as_datetime
     from deepfit.features.number import as_float
@@ -39,9 +39,7 @@ def table_inputs(preprocessor: Any, coerced: pd.DataFrame) -> tuple[list[np.ndar
     for name, f in preprocessor.features.items():
         values = coerced[name]
         if f.kind == "number":
-            x = as_float(values, name).astype(np.float32)
-            arrays.append(x)
-            view[name] = x.astype(np.float64)
+            arrays.append(as_float(values, name))
         elif f.kind == "category":
             arrays.append(f.encode(values)["cat"][:, 0].astype(np.int64))
         elif f.kind == "binary":

@@ -5,7 +5,8 @@ torch between the raw values and its probabilities (or regression values), so th
 ``torch.onnx.export`` puts all of it into one graph:
 
 * :class:`TableGraph` (tables, and the table columns of image models): one input per column —
-  numbers float32 ``(N,)`` (NaN or +/-inf = missing), categories int64 codes ``(N,)`` (0 =
+  numbers float64 ``(N,)`` (NaN or +/-inf = missing; float64 because deepfit's quantiles hold the
+  training values themselves, and a value rounded to float32 falls off its tie), categories int64 codes ``(N,)`` (0 =
   missing or unknown, ``i + 1`` = the i-th value of the column's vocabulary), binary columns
   int64 codes ``(N,)`` (0 = missing, 1 and 2 = the two values, anything else = a value not seen
   in training), dates float64 seconds since 1970-01-01 UTC ``(N,)`` (NaN = missing), sequences
@@ -127,7 +128,7 @@ def _floor_div(a: Tensor, b: float) -> Tensor:
 
 
 class _Number(nn.Module):
-    """float32 (N,) raw numbers → float32 (N, 1 or 2): quantile-normal score [+ missing indicator]."""
+    """float64 (N,) raw numbers → float32 (N, 1 or 2): quantile-normal score [+ missing indicator]."""
 
     def __init__(self, feature: Any) -> None:
         super().__init__()
@@ -265,7 +266,7 @@ def column_inputs(preprocessor: Any, *, what: str = "this model") -> list[dict[s
                 f"retrain without it (types={{'{name}': 'ignore'}} or drop the column) to export, or serve the model "
                 "with deepfit itself")
         if kind == "number":
-            out.append({"name": name, "column": name, "kind": kind, "dtype": "float32", "shape": ["batch"],
+            out.append({"name": name, "column": name, "kind": kind, "dtype": "float64", "shape": ["batch"],
                         "missing": "NaN (or +/-inf)", "range": [feature.min, feature.max]})
         elif kind == "category":
             out.append({"name": name, "column": name, "kind": kind, "dtype": "int64", "shape": ["batch"],
