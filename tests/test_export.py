@@ -188,7 +188,7 @@ def test_text_column_cannot_be_exported_and_nothing_is_written(tmp_path):
 
 def test_a_graph_that_does_not_match_writes_nothing(table_runs, tmp_path):
     _, _, runs = table_runs
-    with pytest.raises(ExportError, match="does not match the model: max abs difference .* nothing was written"):
+    with pytest.raises(ExportError, match=r"does not match the model: max abs difference .* nothing was written"):
         export_onnx(runs["classify"], tmp_path / "strict.onnx", tolerance=0.0)
     assert no_leftovers(tmp_path) == []
 

@@ -45,6 +45,7 @@ DEFAULT_OPSET = 18
 TOLERANCE = 1e-5  # max abs difference allowed between onnxruntime and torch (see ExportReport.max_abs_diff)
 VERIFY_ROWS = 1000
 EXPORTERS = ("auto", "torchscript", "dynamo")
+_UNITS = {"table": "rows", "image": "images", "arrays": "arrays", "lm": "token windows"}
 _MAX_ELEMENTS = 1 << 24  # verification inputs + outputs per onnxruntime call, above which it runs in chunks
 
 
@@ -79,7 +80,7 @@ class ExportReport:
     def summary(self) -> str:
         """One line: where, what and the verification figure."""
         return (f"wrote {self.path} ({self.kind}, opset {self.opset}, {self.exporter} exporter) and {self.json_path.name}; "
-                f"verified on {self.rows} {'windows' if self.kind == 'lm' else 'rows'} ({self.data}): "
+                f"verified on {self.rows} {_UNITS.get(self.kind, 'rows')} ({self.data}): "
                 f"max abs difference {self.max_abs_diff:.2e} (tolerance {self.tolerance:.0e}), "
                 f"batch sizes {', '.join(map(str, self.batch_sizes))}")
 
@@ -441,7 +442,7 @@ def export_onnx(predictor_or_dir: Any, out: str | os.PathLike | None = None, *, 
         figure, raw, sizes = _verify(plan, tmp)
         if not figure <= tolerance:
             raise ExportError(f"the exported graph does not match the model: max abs difference {figure:.3g} on "
-                              f"{'windows' if kind == 'lm' else 'rows'} of {plan.data}, above the tolerance "
+                              f"{_UNITS.get(kind, 'rows')} ({plan.data}), above the tolerance "
                               f"{tolerance:g}; nothing was written")
         from deepfit import __version__
 
