@@ -29,9 +29,9 @@ def table_inputs(preprocessor: Any, coerced: pd.DataFrame) -> tuple[list[np.ndar
     :func:`deepfit.export.graphs.column_inputs`, and the rows as the graph sees them (sequence
     values rounded to float32) for the reference."""
     from deepfit.features.category import as_text
-    from deepfit.features.date import _as_datetime
+    from deepfit.features.date import as_datetime
     from deepfit.features.number import as_float
-    from deepfit.features.sequence import _arrays
+    from deepfit.features.sequence import sequence_arrays
 
     arrays: list[np.ndarray] = []
     view = coerced.copy()
@@ -51,13 +51,13 @@ def table_inputs(preprocessor: Any, coerced: pd.DataFrame) -> tuple[list[np.ndar
             code[present] = known
             arrays.append(code)
         elif f.kind == "date":
-            d = _as_datetime(values, name)
+            d = as_datetime(values, name)
             arrays.append(((d - _EPOCH) / pd.Timedelta(seconds=1)).to_numpy(dtype=np.float64, na_value=np.nan))
         elif f.kind == "sequence":
             seq = np.zeros((n, f.channels, f.max_len), dtype=np.float32)
             length = np.zeros(n, dtype=np.int64)
             rounded: list[Any] = []
-            for i, a in enumerate(_arrays(values, name)):
+            for i, a in enumerate(sequence_arrays(values, name)):
                 if a is None:
                     rounded.append(None)
                     continue
