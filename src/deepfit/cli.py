@@ -66,6 +66,18 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("data", help="labelled data: a table holding the target column, or a folder of class folders")
     evaluate.add_argument("--json", action="store_true", help="print one JSON object")
 
+    export = sub.add_parser("export", help="export a trained model to ONNX, verified by onnxruntime against it")
+    export.add_argument("model", help="a model directory written by deepfit train")
+    export.add_argument("--format", choices=("onnx",), default="onnx", help="the file format (default: onnx)")
+    export.add_argument("--out", default=None, metavar="FILE", help="the .onnx file to write (default: "
+                        "MODEL/model.onnx); export.json goes next to it")
+    export.add_argument("--data", default=None, metavar="FILE", help="held-out data to verify on (a table, an image "
+                        "folder, a .npz, a corpus); topped up to --verify-rows with rows synthesised from the schema")
+    export.add_argument("--verify-rows", type=int, default=1000, metavar="N", help="rows to verify on (>= 1000)")
+    export.add_argument("--opset", type=int, default=None, help="ONNX opset (default 18)")
+    export.add_argument("--exporter", choices=("auto", "torchscript", "dynamo"), default="auto",
+                        help="torch.onnx exporter (default auto: TorchScript, dynamo where it lacks a layer)")
+
     demo = sub.add_parser("demo", help="train on bundled real data and write a report (no setup needed)")
     demo.add_argument("--out", default="runs/demo", help="where to write the demo runs (default runs/demo)")
 
@@ -187,6 +199,15 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_export(args: argparse.Namespace) -> int:
+    from deepfit.export import export_onnx
+
+    report = export_onnx(args.model, args.out, opset=args.opset, verify_rows=args.verify_rows, data=args.data,
+                         exporter=args.exporter)
+    print(report.summary())
+    return 0
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     """Five tasks on bundled real data, each with a run directory and a report (a few minutes)."""
     import shutil
@@ -251,7 +272,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 0
     handlers = {"train": _cmd_train, "predict": _cmd_predict, "evaluate": _cmd_evaluate, "demo": _cmd_demo,
-                "datasets": _cmd_datasets, "generate": _cmd_generate}
+                "datasets": _cmd_datasets, "generate": _cmd_generate, "export": _cmd_export}
     try:
         return handlers[args.command](args)
     except DeepfitError as e:

@@ -22,6 +22,7 @@ __all__ = [
     "NonFiniteLossError",
     "CallbackError",
     "DistributedError",
+    "ExportError",
     "CancelFit",
     "CancelEpoch",
     "ColumnNotFound",
@@ -55,6 +56,11 @@ class CallbackError(DeepfitError):
 
 class DistributedError(DeepfitError):
     """torch.distributed is misconfigured (environment, backend, or world size)."""
+
+
+class ExportError(DeepfitError):
+    """A model cannot be exported (a column type or layer without an ONNX equivalent, a missing
+    exporter package, or an export whose outputs do not match the model's); nothing is written."""
 
 
 class DeepfitWarning(UserWarning):

@@ -29,10 +29,11 @@ from deepfit.errors import DataError
 from deepfit.features.base import Feature, require_keys
 from deepfit.features.number import CLIP, fit_bins, float_list
 
-__all__ = ["DateFeature"]
+__all__ = ["DateFeature", "as_datetime"]
 
 
-def _as_datetime(values: pd.Series, name: str) -> pd.Series:
+def as_datetime(values: pd.Series, name: str) -> pd.Series:
+    """The column as naive UTC datetimes; DataError naming the column if it holds no dates."""
     if not pd.api.types.is_datetime64_any_dtype(values):
         try:
             values = pd.to_datetime(values, errors="raise")
@@ -68,7 +69,7 @@ class DateFeature(Feature):
         return years.to_numpy(dtype=np.float64, na_value=np.nan)
 
     def fit(self, values: pd.Series) -> Self:
-        d = _as_datetime(values, self.name)
+        d = as_datetime(values, self.name)
         t = self._years(d)
         ok = np.isfinite(t)
         if ok.any():
@@ -87,7 +88,7 @@ class DateFeature(Feature):
 
     def encode(self, values: pd.Series) -> dict[str, np.ndarray]:
         self._check_fitted()
-        d = _as_datetime(values, self.name)
+        d = as_datetime(values, self.name)
         t = self._years(d)
         missing = ~np.isfinite(t)
 

@@ -30,12 +30,13 @@ from deepfit.errors import DataError
 from deepfit.features.base import Feature, require_keys
 from deepfit.features.number import float_list
 
-__all__ = ["SequenceFeature", "MAX_LEN"]
+__all__ = ["SequenceFeature", "MAX_LEN", "sequence_arrays"]
 
 MAX_LEN = 4096
 
 
-def _arrays(values: pd.Series, name: str) -> list[np.ndarray | None]:
+def sequence_arrays(values: pd.Series, name: str) -> list[np.ndarray | None]:
+    """Each value of a sequence column as a ``(C, L)`` float array, None where missing."""
     from deepfit.data.table import parse_sequence
 
     out: list[np.ndarray | None] = []
@@ -58,7 +59,7 @@ class SequenceFeature(Feature):
         self.std: list[float] = []
 
     def fit(self, values: pd.Series) -> Self:
-        arrays = [a for a in _arrays(values, self.name) if a is not None]
+        arrays = [a for a in sequence_arrays(values, self.name) if a is not None]
         if not arrays:
             raise DataError(f"sequence column '{self.name}' has no parseable sequence in the training rows")
         channels = {a.shape[0] for a in arrays}
@@ -78,7 +79,7 @@ class SequenceFeature(Feature):
 
     def encode(self, values: pd.Series) -> dict[str, np.ndarray]:
         self._check_fitted()
-        arrays = _arrays(values, self.name)
+        arrays = sequence_arrays(values, self.name)
         n = len(arrays)
         seq = np.zeros((n, self.channels, self.max_len), np.float32)
         mask = np.zeros((n, self.max_len), np.float32)
