@@ -23,8 +23,8 @@ Example:
     >>> app = create_app("runs/credit", token="s3cret")   # doctest: +SKIP
 """
 
-from __future__ import annotations
-
+# No `from __future__ import annotations`: FastAPI reads the endpoints' annotations, whose types
+# are imported inside create_app (fastapi stays an optional import of deepfit).
 import asyncio
 import hmac
 import json
