@@ -189,9 +189,9 @@ def create_app(predictor_or_dir: Any, *, token: str | None = None, max_batch: in
     async def on_deepfit_error(request: Request, e: DeepfitError) -> Any:
         return _json({"error": str(e), "field": None, "expected": None}, 422)
 
-    @app.get("/health", summary="Liveness: always open, even with a token")
-    async def health() -> dict[str, str]:
-        return {"status": "ok", "kind": predictor.kind}
+    @app.get("/health", summary="Liveness: always open, even with a token; counts of what was served")
+    async def health() -> dict[str, Any]:
+        return {"status": "ok", "kind": predictor.kind, **batcher.stats}
 
     info = {"kind": predictor.kind, "task": predictor.task, "model": predictor.model_name,
             "input": handler.schema(), "classes": handler.classes(),
