@@ -390,8 +390,7 @@ class TableHandler(Handler):
         p = self.predictor
         rows = [r for prepared in payloads for r in prepared.payload]
         coerced, notes, bad = self.rows.coerce(rows)
-        out = p._predict_frame(coerced).numpy()  # what predict_frame computes, without re-checking the rows
-        labels = p._decode(out)
+        out, labels = p.predict_checked(coerced)  # what predict_frame computes, without re-checking the rows
         classes = self.classes()
         probs = _probabilities(out, classes) if classes is not None else None
         results: list[list[dict[str, Any]] | RequestError] = []
