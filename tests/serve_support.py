@@ -148,6 +148,8 @@ def serve_runs(tmp_path_factory):
     fit_lm([corpus], LMSettings(tokenizer="char", steps=40, lr=3e-3, dim=64, layers=1, heads=2, context=32,
                                 batch_size=16, eval_every=40, valid_windows=16), out=root / "lm", progress=False)
     runs["lm"] = root / "lm"
+    deepfit.fit("digits", epochs=1, seed=0, out=str(root / "digits"), progress=False)
+    runs["digits"] = root / "digits"
     return runs
 
 

@@ -176,7 +176,7 @@ def create_app(predictor_or_dir: Any, *, token: str | None = None, max_batch: in
         first = e.errors()[0] if e.errors() else {"loc": ("body",), "msg": "invalid request"}
         loc = [str(p) for p in first.get("loc", ()) if p != "body"]
         status = 400 if first.get("type") == "json_invalid" else 422
-        name = ".".join(loc) or "body"
+        name = ".".join(loc) if loc and status != 400 else "body"
         msg = ("the body is not valid JSON: " + str(first.get("ctx", {}).get("error", first.get("msg")))
                if status == 400 else f"{name}: {first.get('msg')}")
         return _json({"error": msg, "field": name, "expected": _expected(first)}, status)
