@@ -37,7 +37,7 @@ def test_bad_arrays(digits_server):
     width = httpx.get(digits_server.url + "/v1/model").json()["input"]["numbers"]
     for rows, field, words in (([[1, 2, 3]], "rows[0]", f"the model takes {width}"),
                                ([["a"] * width], "rows[0]", "not an array of numbers"),
-                               ([[0] * (width - 1) + [None]], "rows[0]", "not an array of numbers"),
+                               ([[0] * (width - 1) + [None]], f"rows[0][{width - 1}]", "not a finite number"),
                                ([], "rows", "empty")):
         r = httpx.post(digits_server.url + "/v1/predict", json={"rows": rows})
         assert r.status_code == 422 and r.json()["field"] == field and words in r.json()["error"], r.text
