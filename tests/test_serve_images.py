@@ -28,13 +28,14 @@ def upload(paths):
 
 def test_uploads_equal_deepfit_predict_on_the_folder(image_server, serve_runs):
     paths = sorted(serve_runs["image_paths"])
-    expected = deepfit_predict(serve_runs["img"], serve_runs["images"]).set_index("path")
+    expected = deepfit_predict(serve_runs["img"], serve_runs["images"])
+    expected.index = ["/".join(p.replace("\\", "/").split("/")[-2:]) for p in expected["path"]]  # label/file
     info = httpx.get(image_server.url + "/v1/model").json()
     assert info["kind"] == "image" and info["classes"] == ["bright", "dark"]
     assert info["input"]["image"]["field"] == "image" and info["input"]["image"]["max_pixels"] == 1_000_000
 
     def check(pred, path):
-        want = expected.loc[str(path)]
+        want = expected.loc[f"{path.parent.name}/{path.name}"]
         assert pred["prediction"] == want["prediction"]
         for c in ("bright", "dark"):
             assert abs(pred["probabilities"][c] - float(want[f"proba_{c}"])) <= 1e-6
