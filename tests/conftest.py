@@ -20,3 +20,7 @@ def blobs():
     x = centers[y] + 0.8 * torch.randn(600, 2, generator=g)
     x = torch.cat([x, torch.randn(600, 6, generator=g)], dim=1)  # 6 noise features
     return x[:480], y[:480], x[480:], y[480:]
+
+
+# The `deepfit serve` tests' session fixtures: tiny runs and shared server processes.
+from serve_support import auth, image_server, serve_runs, table_server  # noqa: E402, F401

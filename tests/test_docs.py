@@ -17,6 +17,7 @@ MODULES = [
     "deepfit.models.mlp",
     "deepfit.datasets",
     "deepfit.data.sources",
+    "deepfit.serve.batcher",
     "deepfit.data.table",
     "deepfit.data.split",
     "deepfit.augment.image",

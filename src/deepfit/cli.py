@@ -81,6 +81,29 @@ def build_parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="train on bundled real data and write a report (no setup needed)")
     demo.add_argument("--out", default="runs/demo", help="where to write the demo runs (default runs/demo)")
 
+    serve = sub.add_parser("serve", help="serve a trained model over HTTP (needs deepfit[serve])",
+                           description="Serve a trained model over HTTP: GET / (a page to try it), GET /health, "
+                           "GET /v1/model, POST /v1/predict, POST /v1/generate (language models), "
+                           "GET /openapi.json. Concurrent requests are batched into one forward pass; torch "
+                           "runs at --threads threads (default 1). See docs/serve.md.")
+    serve.add_argument("model", help="a run directory written by deepfit train")
+    serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
+    serve.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    serve.add_argument("--token", default=None, help="require 'Authorization: Bearer TOKEN' on /v1 "
+                       "(default: the DEEPFIT_TOKEN environment variable; unset: no token)")
+    serve.add_argument("--max-batch", type=int, default=256, metavar="N", help="rows per forward pass (default 256)")
+    serve.add_argument("--max-wait-ms", type=float, default=2.0, metavar="M",
+                       help="how long a request waits for others to share its batch (default 2)")
+    serve.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+    serve.add_argument("--max-rows", type=int, default=10_000, metavar="N", help="rows or images per request "
+                       "(default 10000; more: 413)")
+    serve.add_argument("--max-body-bytes", type=int, default=10 * 2**20, metavar="B",
+                       help="bytes per request body (default 10 MiB; more: 413)")
+    serve.add_argument("--max-image-pixels", type=int, default=40_000_000, metavar="P",
+                       help="pixels per uploaded image, read from its header (default 40,000,000; more: 413)")
+    serve.add_argument("--max-tokens", type=int, default=2048, metavar="N",
+                       help="tokens one /v1/generate request may ask for (default 2048)")
+
     sub.add_parser("datasets", help="list the bundled datasets")
     return parser
 
@@ -257,6 +280,20 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_serve(args: argparse.Namespace) -> int:
+    """Check the artifact, then serve it until SIGTERM / Ctrl-C (exit 0 after draining)."""
+    try:
+        from deepfit.serve import Limits, serve
+    except ImportError as e:
+        print(f"deepfit serve: needs the serve extra ({e.name} is missing): pip install 'deepfit[serve]'",
+              file=sys.stderr)
+        return 2
+    limits = Limits(max_body_bytes=args.max_body_bytes, max_rows=args.max_rows, max_image_bytes=args.max_body_bytes,
+                    max_image_pixels=args.max_image_pixels, max_tokens=args.max_tokens)
+    return serve(args.model, host=args.host, port=args.port, token=args.token, max_batch=args.max_batch,
+                 max_wait_ms=args.max_wait_ms, limits=limits, threads=args.threads)
+
+
 def _cmd_datasets(args: argparse.Namespace) -> int:
     from deepfit import datasets
 
@@ -272,7 +309,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 0
     handlers = {"train": _cmd_train, "predict": _cmd_predict, "evaluate": _cmd_evaluate, "demo": _cmd_demo,
-                "datasets": _cmd_datasets, "generate": _cmd_generate, "export": _cmd_export}
+                "datasets": _cmd_datasets, "generate": _cmd_generate, "export": _cmd_export, "serve": _cmd_serve}
     try:
         return handlers[args.command](args)
     except DeepfitError as e:

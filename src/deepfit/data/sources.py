@@ -42,7 +42,7 @@ import pandas as pd
 
 from deepfit.errors import ConfigError, DataError
 
-__all__ = ["read_table", "TEXT_EXTENSIONS", "PARQUET_EXTENSIONS", "DELIMITERS"]
+__all__ = ["read_table", "read_text_table", "TEXT_EXTENSIONS", "PARQUET_EXTENSIONS", "DELIMITERS"]
 
 TEXT_EXTENSIONS = (".csv", ".tsv", ".txt", ".csv.gz", ".tsv.gz", ".txt.gz")
 PARQUET_EXTENSIONS = (".parquet", ".pq")
@@ -167,12 +167,22 @@ def _read_path(path: Path, encoding: str | None, name: str | None) -> pd.DataFra
             raw = gzip.decompress(raw)
         except (OSError, EOFError, zlib.error) as err:
             raise DataError(f"{label} is not a valid gzip file ({err}); re-compress it or pass the plain .csv") from None
+    return read_text_table(raw, name=label, encoding=encoding,
+                           delimiter="\t" if lower.endswith((".tsv", ".tsv.gz")) else ",")
+
+
+def read_text_table(raw: bytes, *, name: str, encoding: str | None = None, delimiter: str = ",") -> pd.DataFrame:
+    """Read delimited text held in memory (e.g. a CSV request body) as :func:`read_table` reads a
+    CSV file: string columns only, the delimiter sniffed (``delimiter`` preferred), the same errors.
+
+    Example:
+        >>> read_text_table(b"x,y\n1,a\n", name="the body").to_dict("records")
+        [{'x': '1', 'y': 'a'}]
+    """
     if not raw.strip():
-        raise DataError(f"{label} is empty ({len(raw)} bytes, no header, no rows); pass a file with a header line and data rows")
-    text = _decode(raw, encoding, label)
-    preferred = "\t" if lower.endswith((".tsv", ".tsv.gz")) else ","
-    delimiter = _sniff_delimiter(text, preferred, label)
-    return _parse_text(text, delimiter, label)
+        raise DataError(f"{name} is empty ({len(raw)} bytes, no header, no rows); pass a file with a header line and data rows")
+    text = _decode(raw, encoding, name)
+    return _parse_text(text, _sniff_delimiter(text, delimiter, name), name)
 
 
 def _read_parquet(path: Path, label: str) -> pd.DataFrame:

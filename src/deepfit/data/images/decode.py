@@ -53,6 +53,7 @@ __all__ = [
     "decode_image",
     "decode_image_augmented",
     "decode_tensor",
+    "decode_bytes_tensor",
     "augmented_tensor",
     "center_box",
     "check_size",
@@ -319,7 +320,17 @@ def decode_tensor(path: str, size: int, box_fn: Box, *, min_side: int = MIN_SIDE
     ``dest``: a ``(3, size, size)`` tensor or numpy array to write the result into (and return);
     without it the result is a new tensor in channels-last layout (strides ``(1, 3 * size, 3)``).
     """
-    data = _read_bytes(path)
+    return decode_bytes_tensor(_read_bytes(path), size, box_fn, name=path, min_side=min_side, flip=flip, fast=fast,
+                               dest=dest)
+
+
+def decode_bytes_tensor(data: bytes, size: int, box_fn: Box, *, name: str = "image", min_side: int = MIN_SIDE,
+                        flip: bool = False, fast: bool = False, dest: torch.Tensor | np.ndarray | None = None) -> Any:
+    """:func:`decode_tensor` on a file's bytes already in memory (an upload); ``name`` is how
+    :class:`ImageError` messages call it. The same pixels as ``decode_tensor`` on that file."""
+    path = name
+    if not data:
+        raise ImageError(path, "zero-byte file")
     plain = _fast_jpeg_size(data)
     if plain is not None and _over_pixel_limit(*plain):
         plain = None  # Pillow raises its decompression-bomb error with the numbers

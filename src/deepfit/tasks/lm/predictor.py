@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Self
 
@@ -44,7 +45,8 @@ class LMPredictor(BasePredictor):
         return self.model.context
 
     def generate(self, prompt: str = "", *, max_tokens: int = 200, temperature: float = 0.8,
-                 top_k: int | None = None, top_p: float | None = None, seed: int | None = None) -> str:
+                 top_k: int | None = None, top_p: float | None = None, seed: int | None = None,
+                 on_text: Callable[[str], None] | None = None) -> str:
         """Continue ``prompt``; returns the generated text (without the prompt).
 
         Args:
@@ -54,6 +56,9 @@ class LMPredictor(BasePredictor):
             top_k: sample only among the ``top_k`` likeliest tokens.
             top_p: sample only among the likeliest tokens holding ``top_p`` of the probability.
             seed: seed of the sampling (None: different every call).
+            on_text: called with each new piece of text as it is generated (streaming); the
+                pieces joined are the returned text. A piece is held back while it ends in a
+                partly generated character.
 
         Example:
             >>> lm.generate("Make America", max_tokens=30, seed=0)   # doctest: +SKIP
@@ -79,13 +84,29 @@ class LMPredictor(BasePredictor):
             return ""
         ids = self._start + self.tokenizer.encode(prompt)
         generator = torch.Generator().manual_seed(seed if seed is not None else int.from_bytes(os.urandom(8), "little") >> 1)
-        new = sample_tokens(self.model, ids, max_tokens=max_tokens, temperature=temperature, top_k=top_k,
-                            top_p=top_p, generator=generator)
-        # Byte-level tokens may split a character: decode together with the prompt, then cut it off.
         prompt_ids = self.tokenizer.encode(prompt)
-        full = self.tokenizer.decode(prompt_ids + new)
         head = self.tokenizer.decode(prompt_ids)
-        return full[len(head):] if full.startswith(head) else self.tokenizer.decode(new)
+
+        def text_of(new: list[int]) -> str:
+            # Byte-level tokens may split a character: decode together with the prompt, then cut it off.
+            full = self.tokenizer.decode(prompt_ids + new)
+            return full[len(head):] if full.startswith(head) else self.tokenizer.decode(new)
+
+        sent: list[str] = []
+
+        def stream(new: list[int]) -> None:
+            text, done = text_of(new), "".join(sent)
+            if text.startswith(done) and not text.endswith("\ufffd") and len(text) > len(done):
+                sent.append(text[len(done):])
+                on_text(sent[-1])  # type: ignore[misc]
+
+        new = sample_tokens(self.model, ids, max_tokens=max_tokens, temperature=temperature, top_k=top_k,
+                            top_p=top_p, generator=generator, on_token=stream if on_text is not None else None)
+        text = text_of(new)
+        done = "".join(sent)
+        if on_text is not None and text.startswith(done) and len(text) > len(done):
+            on_text(text[len(done):])
+        return text
 
     def score_tokens(self, ids: torch.Tensor) -> float:
         """Summed next-token loss (nats) of every token of ``ids`` after the first.

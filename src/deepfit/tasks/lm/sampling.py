@@ -7,6 +7,7 @@ window every step (the reference the cache is tested against).
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from deepfit.errors import DataError
@@ -22,14 +23,17 @@ __all__ = ["sample_tokens"]
 def sample_tokens(model: GPT, ids: list[int], *, max_tokens: int, temperature: float = 0.8,
                   top_k: int | None = None, top_p: float | None = None, generator: torch.Generator | None = None,
                   use_cache: bool = True, banned: tuple[int, ...] = (0, 1),
-                  logits_out: list[torch.Tensor] | None = None) -> list[int]:
+                  logits_out: list[torch.Tensor] | None = None,
+                  on_token: Callable[[list[int]], None] | None = None) -> list[int]:
     """Extend ``ids`` by ``max_tokens`` sampled tokens; returns the new ids.
 
     With ``use_cache`` (the default) each new token costs one position through the model
     (:class:`~deepfit.models.gpt.KVCache`); without it the whole window is recomputed every step
     (the reference the cache is tested against). When ``ids`` plus the new tokens overflow the
     context window, the last half window is kept and recomputed. ``banned`` ids (padding and
-    unknown) are never sampled; ``logits_out`` collects each step's logits.
+    unknown) are never sampled; ``logits_out`` collects each step's logits; ``on_token`` is
+    called with the new ids so far after each token (streaming; an exception it raises stops
+    the generation).
     """
     import torch
 
@@ -52,6 +56,8 @@ def sample_tokens(model: GPT, ids: list[int], *, max_tokens: int, temperature: f
             token = _pick(logits, temperature, top_k, top_p, generator)
             new.append(token)
             seq.append(token)
+            if on_token is not None:
+                on_token(new)
             if len(new) == max_tokens:
                 break
             if not use_cache:

@@ -172,6 +172,14 @@ class TablePredictor(BasePredictor):
         _, inputs = self._encode(rows, source, warn=True)
         return self._decode(self._predict_tensor(inputs).numpy())
 
+    def predict_checked(self, coerced: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+        """``(outputs, predictions)`` for rows already through ``preprocessor.check_input``: what
+        ``predict_frame`` computes after its checks (the server checks each request itself, then
+        predicts many requests' rows at once). ``outputs``: probabilities (classification) or the
+        encoded value; ``predictions``: labels or values in the target's units."""
+        out = self._predict_frame(coerced).numpy()
+        return out, self._decode(out)
+
     def _decode(self, out: np.ndarray) -> np.ndarray:
         if self.task == "classify":
             return self.target.decode(out.argmax(axis=1))
