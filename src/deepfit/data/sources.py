@@ -172,7 +172,7 @@ def _read_path(path: Path, encoding: str | None, name: str | None) -> pd.DataFra
 
 
 def read_text_table(raw: bytes, *, name: str, encoding: str | None = None, delimiter: str = ",") -> pd.DataFrame:
-    """Read delimited text held in memory (e.g. a CSV request body) as :func:`read_table` reads a
+    r"""Read delimited text held in memory (e.g. a CSV request body) as :func:`read_table` reads a
     CSV file: string columns only, the delimiter sniffed (``delimiter`` preferred), the same errors.
 
     Example:

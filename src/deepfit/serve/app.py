@@ -211,7 +211,7 @@ def create_app(predictor_or_dir: Any, *, token: str | None = None, max_batch: in
         from starlette.concurrency import run_in_threadpool
 
         ctype = request.headers.get("content-type", "application/json").split(";")[0].strip().lower()
-        if ctype == "multipart/form-data":
+        if ctype in ("multipart/form-data", "application/x-www-form-urlencoded"):  # an HTML form, files or not
             try:
                 form = await request.form(max_files=limits.max_rows, max_fields=1000,
                                           max_part_size=limits.max_body_bytes)
