@@ -273,7 +273,7 @@ class RowChecker:
         from deepfit.features.category import CategoryFeature
         from deepfit.features.number import NumberFeature
 
-        raw = pd.DataFrame({c: pd.Series([r[c] for r in rows], dtype=object) for c in self.columns})
+        raw = pd.DataFrame({c: _column(c, kind, rows) for c, kind in self.columns.items()})
         coerced = self.pre.check_input(raw, source="the request") if len(self.columns) else raw
         notes: list[list[str]] = [[] for _ in rows]
         bad = np.zeros(len(rows), dtype=bool)
@@ -281,7 +281,11 @@ class RowChecker:
             values = coerced[name]
             present = values.notna().to_numpy()
             if isinstance(f, NumberFeature):
-                given = np.array([v is not None and not _is_missing_token(v) for v in raw[name]], dtype=bool)
+                column = raw[name]
+                if column.dtype == np.float64:  # the typed path (_column): a null is NaN, nothing to parse
+                    given = column.notna().to_numpy()
+                else:
+                    given = np.array([v is not None and not _is_missing_token(v) for v in column], dtype=bool)
                 bad |= given & ~present  # a safety net: check() lets only parseable numbers through
                 for i in np.flatnonzero(f.out_of_range(values)):
                     notes[i].append(f"'{name}': {values.iloc[i]:.6g} is outside the training range "
@@ -304,6 +308,19 @@ _EXPECTED = {
     "date": "a date string, or null",
     "sequence": "a list of numbers (or their text, e.g. \"0.1 0.2\"), or null",
 }
+
+
+def _column(name: str, kind: str, rows: list[dict[str, Any]]) -> Any:
+    """One column of checked rows for ``check_input``: float64 when a number column holds only
+    JSON numbers and nulls (the typed path: no text to parse, ~2x faster for a one-row batch),
+    else the values as objects (numeric strings parse as a CSV's do)."""
+    import pandas as pd
+
+    values = [r[name] for r in rows]
+    if kind == "number" and all(v is None or (isinstance(v, (int, float)) and not isinstance(v, bool))
+                                for v in values):
+        return pd.Series(np.array([np.nan if v is None else v for v in values], dtype=np.float64))
+    return pd.Series(values, dtype=object)
 
 
 def _is_missing_token(value: Any) -> bool:
