@@ -37,7 +37,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 CONCURRENCY = (1, 8, 32, 128)
-# deepfit serve runs with its defaults (--max-batch 256, --max-wait-ms 2): what a user gets.
+# deepfit serve runs with its defaults (--max-batch 256, --max-wait-ms 0): what a user gets.
 
 
 # ----------------------------------------------------------------------------- models and rows
@@ -345,7 +345,7 @@ def main(argv: list[str] | None = None) -> int:
               f"{b['p50_ms']:.1f} | {b['p99_ms']:.1f} | {a['rows_per_s'] / b['rows_per_s']:.2f}x |")
     print(f"\nsummary: {json.dumps(summary)}")
     if args.json:
-        out = {"config": {"quick": args.quick, "serve_flags": "defaults (--max-batch 256, --max-wait-ms 2)",
+        out = {"config": {"quick": args.quick, "serve_flags": "defaults (--max-batch 256, --max-wait-ms 0)",
                           "concurrency": CONCURRENCY, "server_threads": 1},
                "env": {"python": platform.python_version(), "cpus": os.cpu_count(), "machine": platform.machine()},
                "table": table_runs, "images": image_run, "soak": soak, "summary": summary}

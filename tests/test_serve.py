@@ -65,7 +65,7 @@ def test_model_describes_inputs_classes_metrics_version(table_server, auth):
     assert sorted(columns["color"]["levels"]) == ["blue", "green", "red"]
     assert columns["amount"]["min"] >= 100 and columns["amount"]["max"] <= 5000
     assert info["classes"] == ["no", "yes"] and 0.5 < info["metrics"]["test_accuracy"] <= 1
-    assert info["batching"] == {"max_batch": 256, "max_wait_ms": 2.0, "torch_threads": 1}
+    assert info["batching"] == {"max_batch": 256, "max_wait_ms": 0.0, "torch_threads": 1}
     assert info["limits"]["max_rows"] == 500 and info["token_required"] is True
     spec = httpx.get(table_server.url + "/openapi.json").json()
     assert {"/health", "/v1/model", "/v1/predict", "/v1/generate"} <= set(spec["paths"])

@@ -92,8 +92,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--token", default=None, help="require 'Authorization: Bearer TOKEN' on /v1 "
                        "(default: the DEEPFIT_TOKEN environment variable; unset: no token)")
     serve.add_argument("--max-batch", type=int, default=256, metavar="N", help="rows per forward pass (default 256)")
-    serve.add_argument("--max-wait-ms", type=float, default=2.0, metavar="M",
-                       help="how long a request waits for others to share its batch (default 2)")
+    serve.add_argument("--max-wait-ms", type=float, default=0.0, metavar="M",
+                       help="how long a request waits for others to share its batch (default 0: requests "
+                            "that arrive while the model is busy share the next batch)")
     serve.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     serve.add_argument("--max-rows", type=int, default=10_000, metavar="N", help="rows or images per request "
                        "(default 10000; more: 413)")

@@ -44,7 +44,11 @@ from deepfit.serve.inputs import Limits, RequestError, handler_for
 __all__ = ["create_app", "serve", "load_checked", "MAX_BATCH", "MAX_WAIT_MS", "THREADS", "GRACEFUL_S"]
 
 MAX_BATCH = 256  # rows per forward pass
-MAX_WAIT_MS = 2.0  # the oldest request waits at most this long for company
+# The oldest request waits at most this long for company. 0: a batch starts as soon as the model
+# is free, and requests that arrive while it runs form the next one (measured with bench/serve.py
+# on credit_data, 1 / 8 / 32 / 128 clients: 100 / 317 / 775 / 1,123 rows/s at 0 ms against
+# 81 / 313 / 769 / 1,071 at 2 ms, p50 at one client 9.8 ms against 12.2).
+MAX_WAIT_MS = 0.0
 THREADS = 1  # torch intra-op threads in the server (one core for the model, one for HTTP)
 GRACEFUL_S = 30  # SIGTERM: in-flight requests get this long to finish
 

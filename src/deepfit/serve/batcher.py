@@ -59,7 +59,7 @@ class MicroBatcher:
     """
 
     def __init__(self, run_batch: Callable[[list[Any]], list[Any]], *, max_batch: int = 256,
-                 max_wait_ms: float = 2.0, executor: ThreadPoolExecutor | None = None,
+                 max_wait_ms: float = 0.0, executor: ThreadPoolExecutor | None = None,
                  initializer: Callable[[], None] | None = None) -> None:
         if isinstance(max_batch, bool) or not isinstance(max_batch, int) or max_batch < 1:
             raise ConfigError(f"max_batch must be an integer >= 1, got {max_batch!r}")
