@@ -25,7 +25,7 @@ import onnxruntime as ort  # noqa: E402
 
 import deepfit  # noqa: E402
 from deepfit.cli import main  # noqa: E402
-from deepfit.errors import DeepfitError, ExportError  # noqa: E402
+from deepfit.errors import ConfigError, DeepfitError, ExportError  # noqa: E402
 from deepfit.export import export_onnx  # noqa: E402
 from deepfit.export.graphs import interp, ndtri  # noqa: E402
 
@@ -163,6 +163,12 @@ def test_table_regression_export_gives_values_in_target_units(table_runs, tmp_pa
     got = session(tmp_path / "price.onnx").run(None, consumer_inputs(spec, rows))[0]
     assert got.dtype == np.float64 and np.abs(got - want).max() < 1e-5 * max(1.0, np.abs(want).max())
     assert spec["bounds"]["low"] <= got.min() and got.max() <= spec["bounds"]["high"]
+    # one export per folder: another model exported beside it would overwrite its export.json
+    before = (tmp_path / "export.json").read_bytes()
+    with pytest.raises(ConfigError, match=r"already holds an export .*'price.onnx'.*export into another folder"):
+        export_onnx(runs["classify"], tmp_path / "other.onnx")
+    assert (tmp_path / "export.json").read_bytes() == before and not (tmp_path / "other.onnx").exists()
+    export_onnx(runs["regress"], tmp_path / "price.onnx")  # re-exporting the same file replaces it
 
 
 def test_sequence_columns_export(tmp_path):

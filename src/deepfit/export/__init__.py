@@ -416,6 +416,7 @@ def export_onnx(predictor_or_dir: Any, out: str | os.PathLike | None = None, *, 
         raise ConfigError(f"{path} is a directory; give the .onnx file to write")
     if not path.parent.is_dir():
         raise ConfigError(f"{path.parent} does not exist; create it first")
+    _check_folder_free(path)
     kind = predictor.kind
     if kind not in _PLANS:
         raise ExportError(f"a {kind} model cannot be exported to ONNX by this deepfit")
@@ -472,6 +473,23 @@ def export_onnx(predictor_or_dir: Any, out: str | os.PathLike | None = None, *, 
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return report
+
+
+def _check_folder_free(path: Path) -> None:
+    """One export per folder: ``export.json`` (and ``tokenizer.json``) sit beside the model under
+    fixed names, so exporting another model into a folder that holds one would overwrite its
+    description. Re-exporting the same file name is allowed (it replaces the export)."""
+    sidecar = path.parent / "export.json"
+    if not sidecar.exists():
+        return
+    try:
+        other = json.loads(sidecar.read_text(encoding="utf-8")).get("model")
+    except (OSError, ValueError, AttributeError):
+        other = None
+    if other != path.name:
+        raise ConfigError(f"{path.parent} already holds an export ({sidecar} describes {other!r}); exporting "
+                          f"{path.name} there would overwrite it: export into another folder (export.json and "
+                          "tokenizer.json sit beside the model under fixed names)")
 
 
 def report_dict(report: ExportReport) -> dict[str, Any]:
