@@ -6,7 +6,7 @@ STAMP := $(VENV)/.deepfit-installed
 # Single-threaded torch in tests: two cores, and oversubscription stalls torch for seconds.
 TEST_ENV := OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
 
-.PHONY: setup demo test test-all bench-env clean
+.PHONY: setup browser demo test test-all bench-env clean
 
 setup: $(STAMP)
 
@@ -19,10 +19,17 @@ $(STAMP): pyproject.toml constraints.txt
 demo: setup
 	$(BIN)/deepfit demo
 
-test: setup
+# The browser test of `deepfit serve` (tests/test_serve_page.py) drives Debian's headless Chromium:
+# installed here when missing (as root; otherwise the command to run is printed).
+browser:
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
+	  { [ "$$(id -u)" = 0 ] && apt-get update -q && apt-get install -y -q chromium chromium-driver; } || \
+	  { echo "make test: the browser test needs Debian's chromium and chromedriver: sudo apt-get install chromium chromium-driver" >&2; exit 1; }
+
+test: setup browser
 	$(TEST_ENV) $(BIN)/python -m pytest -q -m "not slow"
 
-test-all: setup
+test-all: setup browser
 	$(TEST_ENV) $(BIN)/python -m pytest -q
 
 bench-env:
