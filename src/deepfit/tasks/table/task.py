@@ -95,6 +95,11 @@ class TableData:
     first_prior: torch.Tensor | None = None  # the first carve-out's n-gram prior: computed once
     first_linear: LinearFit | None = None  # the first carve-out's linear part: fitted once
 
+    @property
+    def has_text(self) -> bool:
+        """Whether a text column is among the inputs (its bags cross-fit; the linear part leaves it out)."""
+        return "text" in self.columns.values()
+
     def tensors(self, frame: pd.DataFrame, y: pd.Series) -> Tensors:
         """``frame`` (coerced input columns) and ``y`` (targets) as the model's tensors."""
         arrays = self.pre.arrays(frame)
@@ -156,10 +161,9 @@ class TableTask(Task):
         seed_everything(s.seed)
         model = self._model(table, plan.k)
         left = self._seconds_left(run)
-        has_text = "text" in table.columns.values()
         # Every model of a bag early-stops on its own carve-out of the training rows, so the bag
         # sees every training row (a text table's text_bags; with cross_fit, a time limit's extra models).
-        cross_fit = (has_text and s.text_bags > 1) or bool(s.cross_fit and s.time_limit)
+        cross_fit = (table.has_text and s.text_bags > 1) or bool(s.cross_fit and s.time_limit)
         history, stopping, limit = self._fit_one(table, plan, run, model,
                                                  None if left is None else max(left, 0.05 * s.time_limit),
                                                  s.seed, first=True, label=BagRule.first_label(s, cross_fit))
@@ -172,7 +176,7 @@ class TableTask(Task):
             final = TabularBag(models).eval()
             table.notes.extend(rule.notes(bag_epochs))
         if s.linear:
-            if rule.cross_fit and len(models) > 1 and not has_text:
+            if rule.cross_fit and len(models) > 1 and not table.has_text:
                 self._blend(table, model, own=[m.lin_alpha.item() for m in models[1:]])
             else:
                 self._blend(table, final, cross_fit=rule.cross_fit and len(models) > 1)
@@ -332,7 +336,7 @@ class TableTask(Task):
                     table.first_prior = ngram_prior_of(rows, spec, table.target_enc.n_outputs)
                 prior = table.first_prior
             m.set_ngram_prior(prior)
-        if s.linear and carve is not None and "text" not in table.columns.values():
+        if s.linear and carve is not None and not table.has_text:
             fit_linear_part(m, rows, valid, task=table.task, seed=s.seed).install(m)  # blended on its own carve-out
         if s.linear and carve is None:  # a cross-fitted text model's linear part is never blended in (_blend): left 0
             if table.first_linear is None:
@@ -442,7 +446,7 @@ class TableTask(Task):
             extra = self._model(table, plan.k, rule.ple_version(len(models)), carve=carve)
             history, _, limit = self._fit_one(table, plan, run, extra, self._seconds_left(run), seed, first=False,
                                               carve=carve, label=rule.label(len(models)))
-            if s.linear and carve is not None and "text" not in table.columns.values():
+            if s.linear and carve is not None and not table.has_text:
                 choose_alpha(extra, carve[1], task=table.task)  # its own share, on its own validation rows
             models.append(extra)  # its best weights, with the LR decayed if the budget ended it
             histories.append(history)
