@@ -45,7 +45,7 @@ from torch import Tensor
 from deepfit.errors import ConfigError
 from deepfit.models.tabular import LINEAR_BUFFERS, TabularModel, linear_logits
 
-__all__ = ["LinearFit", "fit_linear_part", "refit_linear_part", "choose_alpha", "LAMBDAS", "ALPHAS", "MAX_CELLS", "MAX_ITER"]
+__all__ = ["LinearFit", "fit_linear_part", "choose_alpha", "LAMBDAS", "ALPHAS", "MAX_CELLS", "MAX_ITER"]
 
 ALPHAS = tuple(i / 20 for i in range(21))  # the linear model's share of the output: 0, 0.05, ..., 1
 
@@ -99,12 +99,10 @@ def _loss(logits: Tensor, y: Tensor, task: str) -> Tensor:
 
 
 def fit_linear_part(model: TabularModel, fit_rows: tuple[Tensor, ...], valid_rows: tuple[Tensor, ...], *,
-                    task: str, strengths: tuple[float, ...] = LAMBDAS, seed: int = 0,
-                    start: dict[str, Tensor] | None = None) -> LinearFit:
+                    task: str, strengths: tuple[float, ...] = LAMBDAS, seed: int = 0) -> LinearFit:
     """Fit the linear part of ``model`` (built with ``linear=True``; left unchanged) on
     ``fit_rows`` and choose its strength on ``valid_rows`` (each: the preprocessor's tensors,
-    then the encoded target). ``start``: weights to start from (default: zero, the bias at the
-    prior). Returns a :class:`LinearFit`; ``.install(model)`` sets it."""
+    then the encoded target). Returns a :class:`LinearFit`; ``.install(model)`` sets it."""
     if task not in ("classify", "regress"):
         raise ConfigError(f"task must be 'classify' or 'regress', got {task!r}")
     if not strengths or any(not s > 0 for s in strengths):
@@ -121,10 +119,7 @@ def fit_linear_part(model: TabularModel, fit_rows: tuple[Tensor, ...], valid_row
     y, v_y = fit_rows[-1], valid_rows[-1]
     weights = [torch.zeros(s, requires_grad=True) for s in shapes]
     with torch.no_grad():  # the bias starts at the training rows' log-prior / mean
-        if start is not None:
-            for w, name in zip(weights, LINEAR_BUFFERS):
-                w.copy_(start[name])
-        elif task == "classify":
+        if task == "classify":
             counts = torch.bincount(y.long(), minlength=shapes[3][0]).float() + 1.0
             weights[3].copy_((counts / counts.sum()).log())
         else:
@@ -156,16 +151,6 @@ def fit_linear_part(model: TabularModel, fit_rows: tuple[Tensor, ...], valid_row
         raise ConfigError("the linear part did not converge to a finite loss; build the model with linear=False")
     return LinearFit(weights=dict(zip(LINEAR_BUFFERS, best[2])), strength=best[0], valid_loss=best[1], path=path,
                      rows=n, task=task)
-
-
-def refit_linear_part(model: TabularModel, rows: tuple[Tensor, ...], strength: float, *, task: str,
-                      seed: int = 0) -> LinearFit:
-    """Refit ``model``'s installed linear part on ``rows`` — every training row, once its strength
-    and share were chosen on validation rows it did not see — at that ``strength``, starting from
-    its weights (a few L-BFGS steps), as a linear model is refitted on all its data once tuned.
-    Returns the new :class:`LinearFit` (``valid_loss``: its loss on ``rows``); ``.install(model)`` sets it."""
-    start = dict(zip(LINEAR_BUFFERS, (b.detach().clone() for b in model.linear_weights())))
-    return fit_linear_part(model, rows, rows, task=task, strengths=(strength,), seed=seed, start=start)
 
 
 def choose_alpha(model: torch.nn.Module, valid_rows: tuple[Tensor, ...], *, task: str) -> tuple[float, dict[float, float]]:

@@ -9,8 +9,7 @@ training rows only (:meth:`TableTask._prepare`) → with a time limit, size the 
 (``deepfit.models.tabular``) with AdamW, label smoothing and early stopping on the validation
 loss (classification) or RMSE (regression), restoring the best weights, within the time budget
 (:meth:`TableTask._fit_one`) → more models while the budget or ``text_bags`` ask for them
-(:meth:`TableTask._bag`, ``ensemble.py``) → the validation figures → each blended linear part
-refitted on every training row (:meth:`TableTask._refit_linear`) → the test figures. The runner
+(:meth:`TableTask._bag`, ``ensemble.py``) → evaluate (:meth:`TableTask._evaluate`). The runner
 (``tasks/runner.py``) writes the artifact, ``metrics.json`` and ``report.html``.
 
 Under ``torchrun`` every rank reads and preprocesses the same table (deterministic), and each
@@ -30,11 +29,9 @@ Example:
 from __future__ import annotations
 
 import argparse
-import copy
 import math
 import os
-import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -60,7 +57,7 @@ from deepfit.tasks.base import Task
 from deepfit.tasks.runner import Run, fit, source_name
 from deepfit.tasks.table.ensemble import BagRule, EnsembleMetric
 from deepfit.tasks.table.labels import clean_target
-from deepfit.tasks.table.linear import LinearFit, choose_alpha, fit_linear_part, refit_linear_part
+from deepfit.tasks.table.linear import LinearFit, choose_alpha, fit_linear_part
 from deepfit.tasks.table.predictor import TablePredictor
 from deepfit.tasks.table.report import table_report
 from deepfit.tasks.table.settings import TableSettings
@@ -97,7 +94,6 @@ class TableData:
     valid_t: Tensors
     first_prior: torch.Tensor | None = None  # the first carve-out's n-gram prior: computed once
     first_linear: LinearFit | None = None  # the first carve-out's linear part: fitted once
-    extra_linear: list[LinearFit] = field(default_factory=list)  # the other cross-fitted models' linear parts
 
     @property
     def has_text(self) -> bool:
@@ -204,10 +200,7 @@ class TableTask(Task):
                                    columns=[table.infos[c].to_dict() for c in table.infos], info=info)
         judge = models[0] if rule.cross_fit and len(models) > 1 else None  # held-out rows of the first model only
         on_valid = self._judged_by(table, predictor, judge)
-        valid_metrics, valid_frame = self._validate(table, on_valid)
-        if s.linear:  # after the validation figures: the refitted linear parts see the validation rows
-            on_valid = self._refit_linear(table, models, predictor, on_valid)
-        predictor.metrics = {**valid_metrics, **self._test(table, predictor)}
+        predictor.metrics, valid_frame = self._evaluate(table, predictor, on_valid)
         eval_frame = table.test_df if table.test_df is not None else valid_frame
         run.report = lambda path, p: table_report(
             path, predictor=p, infos=table.infos, histories=histories, eval_frame=eval_frame, valid_frame=valid_frame,
@@ -344,9 +337,7 @@ class TableTask(Task):
                 prior = table.first_prior
             m.set_ngram_prior(prior)
         if s.linear and carve is not None and not table.has_text:
-            fit = fit_linear_part(m, rows, valid, task=table.task, seed=s.seed)  # blended on its own carve-out
-            fit.install(m)
-            table.extra_linear.append(fit)
+            fit_linear_part(m, rows, valid, task=table.task, seed=s.seed).install(m)  # blended on its own carve-out
         if s.linear and carve is None:  # a cross-fitted text model's linear part is never blended in (_blend): left 0
             if table.first_linear is None:
                 table.first_linear = fit_linear_part(m, rows, valid, task=table.task, seed=s.seed)
@@ -498,47 +489,16 @@ class TableTask(Task):
         return TablePredictor(task=table.task, target=table.target_enc, preprocessor=table.pre, model=judge,
                               columns=predictor.columns, info=predictor.info)
 
-    def _refit_linear(self, table: TableData, models: list[TabularModel], predictor: TablePredictor,
-                      on_valid: TablePredictor) -> TablePredictor:
-        """Refit every blended linear part on all training rows at the strength its validation rows
-        chose (linear.py, :func:`refit_linear_part`); returns the predictor the validation rows
-        judge, as it was before (a copy, for the report's importance)."""
-        fits = [table.first_linear, *table.extra_linear] if table.first_linear is not None else []
-        todo = [(m, f) for m, f in zip(models, fits) if f is not None and float(m.lin_alpha) > 0]
-        if not todo:
-            return on_valid
-        judge_model = copy.deepcopy(on_valid.model)
-        judge = TablePredictor(task=table.task, target=table.target_enc, preprocessor=table.pre, model=judge_model,
-                               columns=on_valid.columns, info=on_valid.info)
-        rows = tuple(torch.cat([a, b]) for a, b in zip(table.train_t, table.valid_t))
-        started = time.perf_counter()
-        for m, f in todo:
-            refit_linear_part(m, rows, f.strength, task=table.task, seed=self.settings.seed).install(m)
-        table.notes.append(f"linear part: refitted on all {len(rows[-1])} training rows at the strength chosen on "
-                           f"the validation rows, once the validation figures were taken "
-                           f"({len(todo)} model{'s' if len(todo) > 1 else ''}, {time.perf_counter() - started:.1f} s)")
-        predictor.info["notes"] = table.notes
-        return judge
-
-    @staticmethod
-    def _validate(table: TableData, on_valid: TablePredictor) -> tuple[dict[str, float], pd.DataFrame]:
-        """(the validation metrics of ``on_valid``, the validation rows)."""
+    def _evaluate(self, table: TableData, predictor: TablePredictor,
+                  on_valid: TablePredictor) -> tuple[dict[str, float], pd.DataFrame]:
+        """(validation metrics of ``on_valid`` and test metrics of ``predictor``, the validation rows)."""
         valid_frame = table.train_df.iloc[table.valid_rows].reset_index(drop=True)
         metrics = {f"valid_{k}": v for k, v in
                    on_valid.evaluate(valid_frame, source=f"{table.source} (validation rows)").items()}
-        return _finite(metrics), valid_frame
-
-    @staticmethod
-    def _test(table: TableData, predictor: TablePredictor) -> dict[str, float]:
-        """The test metrics of ``predictor`` (none without test rows)."""
-        if table.test_df is None:
-            return {}
-        return _finite({f"test_{k}": v for k, v in
-                        predictor.evaluate(table.test_df, source=f"{table.source} (test rows)").items()})
-
-
-def _finite(metrics: dict[str, Any]) -> dict[str, float]:
-    return {k: v for k, v in metrics.items() if isinstance(v, float) and math.isfinite(v)}
+        if table.test_df is not None:
+            metrics.update({f"test_{k}": v for k, v in
+                            predictor.evaluate(table.test_df, source=f"{table.source} (test rows)").items()})
+        return {k: v for k, v in metrics.items() if isinstance(v, float) and math.isfinite(v)}, valid_frame
 
 
 def fit_table(data: Any, settings: TableSettings, *, test: Any = None, out: str | os.PathLike | None = None,
