@@ -79,3 +79,16 @@ def test_settings_from_a_newer_deepfit_are_refused():
     newer = TableSettings.VERSION + 1
     with pytest.raises(ConfigError, match=f"version {newer}, newer than this deepfit reads.*upgrade deepfit"):
         TableSettings.from_json({**TableSettings(target="y").to_json(), "version": newer})
+
+
+def test_a_version_4_run_json_resumes_reading_its_text_through_ngrams():
+    """Version 5 added ``text_encoder`` (default "auto"); a version-4 run (the fixture, as
+    commit 189b062 wrote it) read its text columns through n-grams only, and keeps doing so."""
+    from pathlib import Path
+
+    stored = json.loads((Path(__file__).parent / "fixtures" / "table_settings" / "v4_run_settings.json").read_text())
+    assert stored["version"] == 4 and "text_encoder" not in stored["text"]
+    s = TableSettings.from_json(stored)
+    assert s.text_encoder == "ngrams" and TableSettings(target="score").text_encoder == "auto"
+    assert s == TableSettings(target="score", time_limit=60, text_bags=2, ngram_c=1.0, text_encoder="ngrams")
+    assert TableSettings.from_json(s.to_json()) == s and s.to_json()["version"] == 5
