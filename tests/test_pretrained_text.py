@@ -17,7 +17,7 @@ import torch
 
 import deepfit
 from deepfit import datasets
-from deepfit.errors import ConfigError
+from deepfit.errors import ConfigError, DeepfitError
 from deepfit.models import bert
 from deepfit.models.bert import MINILM_INSTALL, minilm_available
 
@@ -188,7 +188,7 @@ def test_a_model_with_the_encoder_round_trips_and_records_its_source(tmp_path):
     np.testing.assert_array_equal(loaded.predict_proba(new).to_numpy(), p.predict_proba(new).to_numpy())
     # Loading it needs the same weights: another checksum, or no package, is an error saying so.
     (out / "deepfit.json").write_text(json.dumps(_with_sha(json.loads((out / "deepfit.json").read_text()), "0" * 64)))
-    with pytest.raises(deepfit.errors.DataError, match="SHA-256 0000000000000000"):
+    with pytest.raises(DeepfitError, match="SHA-256 0000000000000000"):
         deepfit.load(out)
 
 
@@ -233,7 +233,7 @@ def test_cli_text_encoder_flag(tmp_path, capsys):
     out = tmp_path / "run"
     assert main(["train", str(csv), "--target", "score", "--text-encoder", "minilm", "--epochs", "2",
                  "--out", str(out), "--quiet"]) == 0
-    assert json.loads((out / "run.json").read_text())["text"]["text_encoder"] == "minilm"
+    assert json.loads((out / "run.json").read_text())["settings"]["text"]["text_encoder"] == "minilm"
     assert json.loads((out / "run.json").read_text())["plan"]["text_encoder"] == "minilm"
     with pytest.raises(SystemExit):
         main(["train", str(csv), "--target", "score", "--text-encoder", "bert"])

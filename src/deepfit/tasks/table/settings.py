@@ -64,11 +64,14 @@ TEXT_ENCODERS = ("auto", "ngrams", "minilm", "both")
 
 def _v4_to_v5_before_text_encoder(d: dict[str, Any]) -> dict[str, Any]:
     """Version 5 adds ``text_encoder``: a version-4 run read its text columns through n-grams
-    only, so resuming it keeps ``text_encoder="ngrams"``."""
+    only, so resuming it keeps ``text_encoder="ngrams"``. A flat layout that names ``text_encoder``
+    (an older layout written from today's fields: migration 3 -> 4 leaves it at the top) keeps its value."""
+    d = dict(d)
     text = d.get("text")
     if not isinstance(text, dict):
         return d  # not an object: _flatten names the problem
-    return {**d, "text": {"text_encoder": "ngrams", **text}}
+    named = {"text_encoder": d.pop("text_encoder")} if "text_encoder" in d else {}
+    return {**d, "text": {"text_encoder": "ngrams", **text, **named}}
 
 
 @dataclass(frozen=True)
