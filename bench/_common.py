@@ -30,8 +30,10 @@ def busy_cpu_s() -> float:
 
 def run_child(script: str, case: str, seed: int, mode: str, timeout: float, *, extra: Sequence[str] = (),
               env: dict[str, str] | None = None) -> dict:
-    """Run one case of ``script`` in a fresh process at one thread; its RESULT dict plus ``quiet``."""
-    child_env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", PYTHONWARNINGS="ignore", **(env or {}))
+    """Run one case of ``script`` in a fresh process (one thread unless ``env`` says otherwise); its RESULT
+    dict plus ``quiet``."""
+    # ``env`` may override the thread counts (a benchmark at two threads).
+    child_env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore", **(env or {})}
     cmd = [sys.executable, os.path.abspath(script), "--case", case, "--seed", str(seed), "--mode", mode, *extra]
     b0, r0, t0 = busy_cpu_s(), resource.getrusage(resource.RUSAGE_CHILDREN), now()
     try:

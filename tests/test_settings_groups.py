@@ -50,12 +50,18 @@ def test_settings_are_stored_by_group_and_read_back(kind):
     assert cls.from_json(stored) == s
 
 
+# The last version stored flat, where it is not the previous one, and the fields added since
+# (with the value their migration gives a run of that time).
+LAST_FLAT = {TableSettings: (3, {"text_encoder": "ngrams"})}
+
+
 @pytest.mark.parametrize("kind", CLASSES)
-def test_the_flat_layout_of_the_previous_version_is_grouped_by_its_migration(kind):
+def test_the_flat_layout_of_the_last_flat_version_is_grouped_by_its_migration(kind):
     cls = CLASSES[kind]
     s = _make(cls)
-    flat = {"version": cls.VERSION - 1, **s.flat_json()}
-    assert cls.from_json(flat) == s
+    version, added = LAST_FLAT.get(cls, (cls.VERSION - 1, {}))
+    flat = {"version": version, **{k: v for k, v in s.flat_json().items() if k not in added}}
+    assert cls.from_json(flat) == dataclasses.replace(s, **added)
 
 
 def test_a_key_in_the_wrong_place_is_an_error_naming_it_and_its_group():

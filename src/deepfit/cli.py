@@ -39,6 +39,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="override a column's type, e.g. --type zip=category (repeatable)")
     train.add_argument("--split-by", default=None, metavar="COL", help="hold out the latest rows by this column")
     train.add_argument("--group", default=None, metavar="COL", help="keep each group on one side of the split")
+    train.add_argument("--text-encoder", choices=("auto", "ngrams", "minilm", "both"), default=None,
+                       help="tables: text columns through n-grams, the pretrained sentence encoder (minilm), both, "
+                            "or auto: the one the validation rows prefer (default; docs/text.md)")
     train.add_argument("--epochs", type=int, default=None, help="epochs (bundled datasets; tables stop early)")
     train.add_argument("--batch-size", type=int, default=None, help="samples per step")
     train.add_argument("--lr", type=float, default=None, help="learning rate")
@@ -121,7 +124,7 @@ def _parse_types(pairs: list[str]) -> dict[str, str]:
 
 # `deepfit train` flags that choose settings (flag dest -> the common setting name each task maps).
 SETTING_FLAGS = ("task", "target", "time_limit", "seed", "epochs", "batch_size", "lr", "checkpoint_every",
-                 "split_by", "group")
+                 "split_by", "group", "text_encoder")
 
 
 def _given(args: argparse.Namespace, types: dict[str, str]) -> dict[str, object]:

