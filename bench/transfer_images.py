@@ -114,6 +114,62 @@ def imagenet_top1_of_20() -> dict:
     return {"imagenet_top1_of_20": int((pred == labels).sum())}
 
 
+def frozen_phase(folder: str, side: int, threads: int, seed: int = 0) -> dict:
+    """Does the cached-features frozen phase pay? On ``folder`` (the tuning carve-out): one frozen
+    epoch on the images (FreezeFirst: augmented batches, backbone frozen with its BatchNorm
+    statistics) against one features pass plus 20 head epochs on the cached features; the
+    seconds each takes and the validation accuracy of the head after it."""
+    import torch
+
+    torch.set_num_threads(threads)
+    from deepfit.augment.image import AugmentedImages, default_augment
+    from deepfit.data.images import decode_images
+    from deepfit.engine.learner import Learner
+    from deepfit.engine.losses import get_loss
+    from deepfit.models.multimodal import ImageTableModel
+    from deepfit.pretrained import efficientnet as eff
+    from deepfit.tasks.images.callbacks import FreezeFirst
+
+    classes = sorted(p.name for p in (Path(folder) / "train").iterdir())
+    def load(split):  # noqa: E306
+        paths = [(str(f), i) for i, c in enumerate(classes) for f in sorted((Path(folder) / split / c).glob("*.jpg"))]
+        x, bad, _ = decode_images([p for p, _ in paths], side)
+        assert not bad
+        return x, torch.tensor([i for _, i in paths])
+
+    x, y = load("train")
+    xv, yv = load("test")
+    loss = get_loss("cross_entropy", label_smoothing=0.1)
+    out = {"side": side, "train_images": len(x), "valid_images": len(xv)}
+    for how in ("one frozen epoch on images", "features once + 20 head epochs"):
+        torch.manual_seed(seed)
+        model = ImageTableModel(n_outputs=len(classes), backbone="efficientnet_lite0",
+                                backbone_config={"dropout": 0.0, "channels_last": True}, mean=eff.MEAN, std=eff.STD,
+                                dropout=0.2)
+        eff.load_pretrained(model.backbone)
+        t0 = now()
+        if how.startswith("one"):
+            net = AugmentedImages(model, default_augment(side))
+            Learner(net, (x, y), loss=loss, lr=3e-3, batch_size=64, seed=seed, progress=False, compile=False,
+                    callbacks=[FreezeFirst(model, 1)]).fit_one_cycle(1)
+            model.eval()
+        else:
+            model.eval()
+            with torch.inference_mode():
+                f = torch.cat([model.features(x[i:i + 256]) for i in range(0, len(x), 256)])
+            head = torch.nn.Sequential(model.drop, model.head)
+            Learner(head, (f.clone(), y), loss=loss, lr=3e-3, weight_decay=0.05, batch_size=64, seed=seed,
+                    progress=False, compile=False).fit_one_cycle(20)
+            model.eval()
+        seconds = now() - t0
+        with torch.inference_mode():
+            pred = torch.cat([model(xv[i:i + 256]).argmax(1) for i in range(0, len(xv), 256)])
+        out[how] = {"seconds": round(seconds, 1), "valid_accuracy": round(float((pred == yv).float().mean()), 4)}
+        print(f"  frozen phase, {how}: {seconds:.1f} s, head valid accuracy {out[how]['valid_accuracy']:.4f}",
+              flush=True)
+    return out
+
+
 def _median(values: list[float]) -> float | None:
     return statistics.median(values) if values else None
 
@@ -130,6 +186,8 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2, help="torch threads per fit (default 2)")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=JSON",
                     help="extra ImageSettings for the pretrained arm (tuning), e.g. --set size=96")
+    ap.add_argument("--frozen-phase", type=int, metavar="SIDE", help="only compare the two frozen phases at "
+                    "this side on the --quick carve-out (cached features against one frozen epoch)")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     ap.add_argument("--seed", type=int, help=argparse.SUPPRESS)
     ap.add_argument("--folder", help=argparse.SUPPRESS)
@@ -149,6 +207,14 @@ def main() -> None:
 
     from deepfit import __version__
 
+    if a.frozen_phase:
+        with tempfile.TemporaryDirectory() as tmp:
+            folder = str(carve_out(Path(tmp) / "carve", a.quick_train, a.quick_test))
+            result = frozen_phase(folder, a.frozen_phase, a.threads)
+        print("frozen_phase:", json.dumps(result))
+        if a.json:
+            Path(a.json).write_text(json.dumps(result, indent=1))
+        return
     print(f"transfer_images ({mode}): arms {arms}, seeds {seeds}, time limit {time_limit:g}s, {a.threads} threads; "
           f"torch {torch.__version__}; deepfit {__version__}; extra {extra}", flush=True)
     summary: dict = imagenet_top1_of_20()

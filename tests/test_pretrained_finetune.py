@@ -116,12 +116,12 @@ def test_the_frozen_phase_freezes_the_backbone_and_its_batchnorm_statistics():
 
 
 def test_resume_of_a_pretrained_run_is_exact(tmp_path):
-    from deepfit.engine.compile import StepRunner
+    from deepfit.engine.learner import Learner
 
     data = write_photos(tmp_path / "data", per_class=10)
     settings = ImageSettings(**{**TINY, "epochs": 2}, checkpoint_every=1)
     whole = fit_images(str(data), settings, out=str(tmp_path / "whole"), progress=False)
-    real, calls = StepRunner.train_step, {"n": 0}
+    real, calls = Learner._train_step, {"n": 0}
 
     def dying(self, batch, *, divisor, last_micro):
         if batch[0].ndim == 4:  # a step on images: the fine-tuning phase (the head phase trains on features)
@@ -130,12 +130,12 @@ def test_resume_of_a_pretrained_run_is_exact(tmp_path):
                 raise KeyboardInterrupt("interrupted at fine-tuning step 3")
         return real(self, batch, divisor=divisor, last_micro=last_micro)
 
-    StepRunner.train_step = dying
+    Learner._train_step = dying
     try:
         with pytest.raises(KeyboardInterrupt):
             fit_images(str(data), settings, out=str(tmp_path / "cut"), progress=False)
     finally:
-        StepRunner.train_step = real
+        Learner._train_step = real
     assert (tmp_path / "cut.incomplete" / "last.ckpt").exists()
     resumed = fit_images(str(data), settings, out=str(tmp_path / "cut"), resume=True, progress=False)
     assert "head_phase" not in resumed.info  # the checkpoint already held the trained head
