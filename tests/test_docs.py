@@ -26,6 +26,7 @@ MODULES = [
     "deepfit.features.image",
     "deepfit.models.resnet",
     "deepfit.models.multimodal",
+    "deepfit.models.efficientnet_lite",
     "deepfit.features.tokenizer",
     "deepfit.models.gpt",
     "deepfit.features.text",

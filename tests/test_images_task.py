@@ -166,7 +166,8 @@ def test_resnet_recipe_and_fine_tuning_from_local_safetensors(tmp_path):
             a = rng.integers(0, 90, (72, 72, 3), dtype=np.uint8)
             a[..., channel] += 150
             Image.fromarray(a).save(tmp_path / "data" / label / f"{i}.jpg")
-    first = fit_images(tmp_path / "data", ImageSettings(epochs=1, batch_size=8, test_size=0.25), progress=False)
+    first = fit_images(tmp_path / "data", ImageSettings(epochs=1, batch_size=8, test_size=0.25, pretrained="none"),
+                       progress=False)
     assert first.info["plan"]["backbone"] == "resnet" and first.info["plan"]["size"] == 64
     save_file({k: v.contiguous() for k, v in first.model.backbone.state_dict().items()}, tmp_path / "backbone.safetensors")
     tuned = fit_images(tmp_path / "data", ImageSettings(epochs=2, batch_size=8, test_size=0.25,

@@ -47,6 +47,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--lr", type=float, default=None, help="learning rate")
     train.add_argument("--checkpoint-every", type=int, default=None, metavar="N",
                        help="also checkpoint every N steps mid-epoch (default: at epoch ends only)")
+    train.add_argument("--pretrained", default=None, metavar="NAME",
+                       help="images: 'auto' (default: EfficientNet-Lite0 pretrained on ImageNet for colour photos, "
+                            "when deepfit[pretrained] is installed), 'efficientnet-lite0', 'none', or a .safetensors file")
     train.add_argument("--resume", action="store_true", help="continue the interrupted run for --out exactly")
     train.add_argument("--quiet", action="store_true", help="no progress output")
 
@@ -124,7 +127,7 @@ def _parse_types(pairs: list[str]) -> dict[str, str]:
 
 # `deepfit train` flags that choose settings (flag dest -> the common setting name each task maps).
 SETTING_FLAGS = ("task", "target", "time_limit", "seed", "epochs", "batch_size", "lr", "checkpoint_every",
-                 "split_by", "group", "text_encoder")
+                 "split_by", "group", "text_encoder", "pretrained")
 
 
 def _given(args: argparse.Namespace, types: dict[str, str]) -> dict[str, object]:

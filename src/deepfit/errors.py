@@ -23,6 +23,7 @@ __all__ = [
     "CallbackError",
     "DistributedError",
     "ExportError",
+    "PretrainedError",
     "CancelFit",
     "CancelEpoch",
     "ColumnNotFound",
@@ -61,6 +62,11 @@ class DistributedError(DeepfitError):
 class ExportError(DeepfitError):
     """A model cannot be exported (a column type or layer without an ONNX equivalent, a missing
     exporter package, or an export whose outputs do not match the model's); nothing is written."""
+
+
+class PretrainedError(DeepfitError):
+    """Pretrained weights cannot be had: their package is not installed (the message names the
+    extra to install), or its file cannot be read or converted."""
 
 
 class DeepfitWarning(UserWarning):

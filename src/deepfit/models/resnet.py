@@ -42,7 +42,7 @@ from torch import Tensor, nn
 from deepfit.errors import ConfigError, DataError
 
 __all__ = ["ResNet", "SmallCNN", "resnet18", "resnet34", "resnet50", "build_backbone", "BACKBONES",
-           "load_weights", "freeze", "unfreeze", "discriminative_groups"]
+           "load_weights", "freeze", "unfreeze", "keep_bn_frozen", "discriminative_groups"]
 
 
 def _conv_bn(c_in: int, c_out: int, *, kernel: int = 3, stride: int = 1, act: bool = True) -> nn.Sequential:
@@ -105,6 +105,14 @@ class _Backbone(nn.Module):
     name: str
     head: nn.Linear
     n_features: int
+
+    frozen_bn = False  # True: BatchNorm layers with frozen parameters stay in eval mode in train()
+
+    def train(self, mode: bool = True) -> _Backbone:
+        super().train(mode)
+        if mode and self.frozen_bn:
+            keep_bn_frozen(self)
+        return self
 
     def _finish(self, n_outputs: int, dropout: float, channels_last: bool) -> None:
         if n_outputs < 0:
@@ -257,7 +265,12 @@ BACKBONES = {"resnet": ResNet, "small_cnn": SmallCNN}
 
 
 def build_backbone(name: str, n_outputs: int, config: dict[str, Any]) -> _Backbone:
-    """Rebuild a backbone from its ``name`` and ``config()`` (e.g. from an artifact's JSON)."""
+    """Rebuild a backbone from its ``name`` and ``config()`` (e.g. from an artifact's JSON);
+    ``"efficientnet_lite0"`` is :class:`deepfit.models.efficientnet_lite.EfficientNetLite0`."""
+    if name == "efficientnet_lite0":
+        from deepfit.models.efficientnet_lite import EfficientNetLite0
+
+        return EfficientNetLite0(n_outputs, **config)  # type: ignore[return-value]
     if name not in BACKBONES:
         raise ConfigError(f"unknown image backbone {name!r}; deepfit knows {', '.join(BACKBONES)}")
     cfg = dict(config)
@@ -320,8 +333,9 @@ def load_weights(model: nn.Module, path: str | os.PathLike, *, prefix: str = "",
 def freeze(model: nn.Module, *, keep: int = 1) -> None:
     """Stop gradients to every layer group but the last ``keep`` (default: train the head only).
 
-    BatchNorm layers of frozen groups keep updating their statistics (as in fastai): new data
-    has new statistics. Works on any module with ``layer_groups()``.
+    BatchNorm layers of frozen groups keep updating their statistics in train mode unless the
+    backbone's ``frozen_bn`` is set (:class:`~deepfit.tasks.images.callbacks.FreezeFirst` sets it).
+    Works on any module with ``layer_groups()``.
     """
     groups = _groups(model)
     if not 0 <= keep <= len(groups):
@@ -329,6 +343,14 @@ def freeze(model: nn.Module, *, keep: int = 1) -> None:
     for i, params in enumerate(groups):
         for p in params:
             p.requires_grad_(i >= len(groups) - keep)
+
+
+def keep_bn_frozen(model: nn.Module) -> None:
+    """Put every BatchNorm whose parameters do not train into eval mode: its running statistics stay
+    as they are (a backbone with ``frozen_bn`` set calls this from ``train()``)."""
+    for m in model.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.weight is not None and not m.weight.requires_grad:
+            m.eval()
 
 
 def unfreeze(model: nn.Module) -> None:

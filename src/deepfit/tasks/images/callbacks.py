@@ -14,6 +14,9 @@ __all__ = ["FreezeFirst"]
 class FreezeFirst(Callback):
     """Train only the head (and the table encoder) for the first ``epochs`` epochs, then everything.
 
+    While frozen, the backbone's BatchNorm layers stay in eval mode (``frozen_bn``): their running
+    statistics do not move, so the head learns on the features the pretrained network computes.
+
     Args:
         model: the model whose layer groups are frozen (:func:`deepfit.models.resnet.freeze`).
         epochs: how many epochs train the last layer group only.
@@ -25,7 +28,11 @@ class FreezeFirst(Callback):
     def on_epoch_start(self, learner: Any) -> None:
         from deepfit.models.resnet import freeze, unfreeze
 
-        if learner.epoch < self.epochs:
+        frozen = learner.epoch < self.epochs
+        if frozen:
             freeze(self.model, keep=1)
         else:
             unfreeze(self.model)
+        for m in self.model.modules():
+            if hasattr(m, "frozen_bn"):
+                m.frozen_bn = frozen

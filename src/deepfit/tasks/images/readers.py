@@ -25,7 +25,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from deepfit.data.table import ColumnInfo
     from deepfit.tasks.images.settings import ImageSettings
 
-__all__ = ["has_image_column", "is_image_data", "read_training", "predict_rows", "data_fingerprint", "native_side"]
+__all__ = ["has_image_column", "is_image_data", "read_training", "predict_rows", "data_fingerprint", "native_side",
+           "colour_images"]
 
 
 def has_image_column(df: pd.DataFrame, *, target: str | None = None, types: dict[str, str] | None = None) -> bool:
@@ -144,3 +145,20 @@ def native_side(paths: list[str], k: int = 64) -> float:
         except (OSError, ValueError, Image.DecompressionBombError):
             continue
     return float(np.median(sides)) if sides else 128.0
+
+
+def colour_images(paths: list[str], k: int = 16) -> bool:
+    """True when most of up to ``k`` evenly spaced images are in colour (their channels differ,
+    not a grey picture stored as RGB); False when none opens."""
+    from PIL import Image
+
+    votes = []
+    for i in np.linspace(0, len(paths) - 1, min(k, len(paths))).round().astype(int):
+        try:
+            with Image.open(paths[i]) as im:
+                im.draft("RGB", (64, 64))  # JPEG: decode at a reduced size, it is only a vote
+                a = np.asarray(im.convert("RGB").resize((32, 32)), dtype=np.int16)
+        except (OSError, ValueError, Image.DecompressionBombError):
+            continue
+        votes.append(float(np.abs(a - a.mean(axis=2, keepdims=True)).mean()) > 2.0)
+    return bool(votes) and sum(votes) * 2 > len(votes)

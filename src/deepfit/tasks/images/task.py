@@ -48,15 +48,21 @@ from deepfit.errors import ConfigError, DataError
 from deepfit.features.target import MULTILABEL_SEP
 from deepfit.tasks.base import BasePredictor, Task
 from deepfit.tasks.images.predictor import ImagePredictor
-from deepfit.tasks.images.readers import data_fingerprint, is_image_data, native_side, read_training
+from deepfit.tasks.images.readers import colour_images, data_fingerprint, is_image_data, native_side, read_training
 from deepfit.tasks.images.rows import ImageData, RowEncoder
-from deepfit.tasks.images.settings import ImageSettings, recipe
+from deepfit.tasks.images.settings import (PRETRAINED_SIDES, ImageSettings, pretrained_choice, pretrained_recipe,
+                                           recipe)
 from deepfit.tasks.runner import Run, source_name
 
-__all__ = ["ImageTask", "fit_images", "probe_step_seconds"]
+__all__ = ["ImageTask", "fit_images", "probe_step_seconds", "FINE_TUNE_EPOCHS"]
 
 CLI_SETTINGS = ("task", "target", "time_limit", "seed", "epochs", "batch_size", "lr", "checkpoint_every",
-                "split_by", "group", "types")
+                "split_by", "group", "types", "pretrained")
+# Choosing the side of a pretrained run against the time limit: the largest of PRETRAINED_SIDES
+# at which one pass to cache features and this many fine-tuning epochs fit in 80% of the budget
+# (bench/transfer_images.py seed 0: aiming at 2 chose 160 px, where the time limit cut the
+# one-cycle schedule after 1 of 2 epochs and fine-tuning lost 7 points against the frozen head).
+FINE_TUNE_EPOCHS = 3
 
 
 # ----------------------------------------------------------------------------- what the steps pass on
@@ -118,6 +124,15 @@ class ImageTask(Task):
         return dict(given)
 
     @staticmethod
+    def summary_line(predictor: BasePredictor) -> str:
+        """The metrics, then which network: pretrained (name, side) or from scratch."""
+        plan = getattr(predictor, "info", {}).get("plan", {})
+        line = Task.summary_line(predictor)
+        if plan.get("pretrained"):
+            return f"{line}  [{plan['pretrained']} pretrained on ImageNet, fine-tuned at {plan['size']} px]"
+        return f"{line}  [{plan.get('backbone', '?')} trained from scratch at {plan.get('size', '?')} px]"
+
+    @staticmethod
     def default_out(data: Any) -> str:
         path = Path(os.path.abspath(str(data)))
         return f"runs/{path.name if path.is_dir() else path.stem}"
@@ -133,13 +148,17 @@ class ImageTask(Task):
         self.ddp = distributed.setup()
         d = self._read(data, test)
         native = native_side([str(p) for p in d.fit[d.image_column]])
-        plan = run.plan or recipe(native, len(d.fit), s)
+        plan = run.plan or self._recipe(d, native)
         enc = self._encode(d, plan)
         # Inputs are checked: only now does the run folder appear.
         run.start(s, data=d.source, data_sha256=self.identity(data),
                   test=source_name(test) if test is not None else None, plan=plan)
         seed_everything(s.seed)
         network = self._network(d, enc, plan)
+        head = None
+        if self._cached_head(d, enc, network, plan) and run.resume_from() is None:
+            # The frozen phase on features computed once; a resumed run past it has its result in the checkpoint.
+            head = self._fit_head(d, enc, network, plan)
         epochs = self._plan_epochs(d, enc, network, plan, run)
         plan = {**plan, "epochs_planned": epochs}
         history, time_limit = self._fit(d, enc, network, plan, run)
@@ -150,6 +169,10 @@ class ImageTask(Task):
             "stopped_by_time_limit": bool(time_limit and time_limit.stopped), "fit_seconds": round(run.elapsed(), 2),
             "skipped": [{"path": k.path, "reason": k.reason} for k in d.skipped[:200]], "notes": d.notes,
         }
+        if plan.get("pretrained"):
+            info["pretrained"] = network.model.backbone.pretrained  # name, package, version, checksums
+            if head is not None:
+                info["head_phase"] = head
         predictor = ImagePredictor(task=d.task, target=enc.rows.target, feature=enc.feature, preprocessor=enc.rows.pre,
                                    model=network.model, info=info, tta=s.tta, flip=s.flip)
         evaluated = self._evaluate(d, enc, predictor)
@@ -260,20 +283,99 @@ class ImageTask(Task):
         return Encoded(rows=rows, feature=feature, stream=stream, x_fit=x_fit, x_valid=x_valid, train=train,
                        valid=valid, probe=probe, batch_size=batch_size)
 
+    def _recipe(self, d: ImageData, native: float) -> dict[str, Any]:
+        """The plan of a new run: a packaged pretrained backbone when asked for (or chosen by
+        ``pretrained='auto'`` for colour photos), at a side fitted to the time limit; else :func:`recipe`."""
+        s = self.settings
+        paths = [str(p) for p in d.fit[d.image_column]]
+        name, why = pretrained_choice(native, colour_images(paths), s)
+        if name is None:
+            if s.pretrained == "auto":
+                d.notes.append(why)
+            return recipe(native, len(d.fit), s)
+        side, how = (s.size, "as asked") if s.size else self._pretrained_side(len(d.fit) + len(d.valid), native)
+        d.notes.append(f"{why}; fine-tuned at {side} px ({how})")
+        return pretrained_recipe(name, side, len(d.fit), s)
+
+    def _pretrained_side(self, n_images: int, native: float) -> tuple[int, str]:
+        """The side to fine-tune at: without a time limit 224 (the weights' own) for images of
+        160 px or more, else 128; with one, the largest of ``PRETRAINED_SIDES`` at which a
+        features pass over ``n_images`` and ``FINE_TUNE_EPOCHS`` epochs fit in 80% of it (a
+        training step timed at each side in turn, 16 images, until one does not fit)."""
+        s = self.settings
+        if not s.time_limit:
+            side = 224 if native >= 160 else 128
+            return side, "no time limit"
+        from deepfit.models.efficientnet_lite import EfficientNetLite0
+
+        net, batch = EfficientNetLite0(n_outputs=10, channels_last=True), 16
+        y = torch.randint(0, 10, (batch,))
+        side, estimate = PRETRAINED_SIDES[0], None
+        for candidate in PRETRAINED_SIDES:
+            x = torch.randn(batch, 3, candidate, candidate)
+            step = probe_step_seconds(net, torch.nn.functional.cross_entropy, x, (), y, batch) / batch
+            seconds = n_images * step * (FINE_TUNE_EPOCHS + 0.5)  # + the features pass (a forward: ~0.5 step)
+            if estimate is not None and seconds > 0.8 * s.time_limit:
+                break
+            side, estimate = candidate, (seconds, step)
+        side, estimate = from_rank_0((side, estimate))
+        return side, (f"time limit {s.time_limit:g}s: {estimate[0]:.0f}s estimated for {FINE_TUNE_EPOCHS} epochs at "
+                      f"{side} px, {estimate[1] * 1000:.1f} ms per image measured")
+
+    def _cached_head(self, d: ImageData, enc: Encoded, network: Network, plan: dict[str, Any]) -> bool:
+        """Whether the frozen phase trains the head on features computed once (the CPU fast path):
+        a packaged pretrained backbone on the CPU, one process, images alone (no table columns),
+        held in memory, no mixup/cutmix, and ``freeze_epochs`` > 0."""
+        return bool(plan.get("pretrained") and plan.get("head_epochs") and self.settings.freeze_epochs
+                    and not torch.cuda.is_available() and self.ddp.world_size == 1 and not enc.stream
+                    and network.model.table is None and network.mix is None)
+
+    def _fit_head(self, d: ImageData, enc: Encoded, network: Network, plan: dict[str, Any]) -> dict[str, Any]:
+        """The frozen phase of fine-tuning, fast: the backbone (eval mode: BatchNorm statistics
+        frozen) encodes the training and validation images once, then the head alone trains for
+        ``head_epochs`` passes over those features (AdamW, one-cycle at ``head_lr``). Deterministic
+        for a seed, so a run resumed before the fine-tuning checkpoint repeats it exactly."""
+        from deepfit.engine.learner import Learner
+
+        model, t0 = network.model, time.perf_counter()
+        model.eval()
+        with torch.inference_mode():
+            # Batches of 64: at 160 px batches of 256 spent 4x as long per image (activations beyond the caches).
+            f_fit = torch.cat([model.features(enc.x_fit[i:i + 64]) for i in range(0, len(enc.x_fit), 64)])
+            f_valid = torch.cat([model.features(enc.x_valid[i:i + 64]) for i in range(0, len(enc.x_valid), 64)])
+        features_s = time.perf_counter() - t0
+        head = torch.nn.Sequential(model.drop, model.head)  # the model's own head: trained in place
+        learner = Learner(head, (f_fit.clone(), enc.train[-1]), (f_valid.clone(), enc.valid[-1]),
+                          loss=network.base_loss, metrics=["accuracy"] if d.task == "classify" else [],
+                          lr=float(plan["head_lr"]), weight_decay=self.settings.weight_decay,
+                          batch_size=enc.batch_size, seed=self.settings.seed, progress=False, compile=False)
+        history = learner.fit_one_cycle(int(plan["head_epochs"]))
+        model.train()
+        result = {"features_seconds": round(features_s, 2), "seconds": round(time.perf_counter() - t0, 2),
+                  "epochs": int(plan["head_epochs"]), **{k: v for k, v in history[-1].items() if k.startswith("valid_")}}
+        d.notes.append(f"frozen phase on cached features: {len(f_fit)} images encoded once in {features_s:.1f}s, then "
+                       f"{plan['head_epochs']} head epochs ({result['seconds'] - features_s:.1f}s)"
+                       + (f", valid accuracy {result['valid_accuracy']:.3f}" if "valid_accuracy" in result else ""))
+        return result
+
     def _network(self, d: ImageData, enc: Encoded, plan: dict[str, Any]) -> Network:
         """The model (seeded by the caller), its batch augmentation and the losses."""
         from deepfit.augment.image import AugmentedImages, ImageAugment, MixBatch, MixedLoss, default_augment
         from deepfit.engine.losses import get_loss
         from deepfit.models.multimodal import ImageTableModel
         from deepfit.models.resnet import load_weights
+        from deepfit.pretrained.efficientnet import load_pretrained
 
         s, size = self.settings, int(plan["size"])
         model = ImageTableModel(n_outputs=enc.rows.target.n_outputs, backbone=plan["backbone"],
-                                backbone_config=plan["backbone_config"], mean=enc.feature.mean, std=enc.feature.std,
+                                backbone_config=plan["backbone_config"], mean=plan.get("mean", enc.feature.mean),
+                                std=plan.get("std", enc.feature.std), dropout=float(plan.get("dropout", 0.0)),
                                 table_spec=enc.rows.pre.spec() if enc.rows.pre is not None else None)
-        if s.pretrained:
-            loaded = load_weights(model.backbone, s.pretrained)
-            d.notes.append(f"backbone initialised from {s.pretrained}: {len(loaded['loaded'])} tensors loaded, "
+        if plan.get("pretrained"):
+            load_pretrained(model.backbone, plan["pretrained"])
+        elif s.weights_file:
+            loaded = load_weights(model.backbone, s.weights_file)
+            d.notes.append(f"backbone initialised from {s.weights_file}: {len(loaded['loaded'])} tensors loaded, "
                            f"{len(loaded['skipped'])} skipped (shape), {len(loaded['missing'])} fresh")
         mix = None
         if s.mixup:
@@ -327,10 +429,10 @@ class ImageTask(Task):
             callbacks.append(CSVLogger(run.work / "history.csv"))
         optimizer: Any = "adamw"
         lr = float(plan["lr"])
-        if s.pretrained:
+        if s.weights_file or plan.get("pretrained"):
             groups = discriminative_groups(network.model, lr_ratio=s.lr_ratio, weight_decay=s.weight_decay)
             optimizer = lambda _groups: torch.optim.AdamW(groups, lr=lr)  # noqa: E731 - our groups, not the default two
-            if s.freeze_epochs:
+            if s.freeze_epochs and not self._cached_head(d, enc, network, plan):
                 callbacks.append(FreezeFirst(network.model, s.freeze_epochs))
         learner = Learner(
             network.net, enc.train, enc.valid, loss=network.loss, metrics=["accuracy"] if d.task == "classify" else [],
