@@ -12,15 +12,17 @@ from deepfit.errors import ConfigError
 from deepfit.tasks.arrays.settings import ArraysSettings
 from deepfit.tasks.images.settings import ImageSettings
 from deepfit.tasks.lm.settings import LMSettings
+from deepfit.tasks.recommend.settings import RecommendSettings
 from deepfit.tasks.settings import GROUP_DOCS
 from deepfit.tasks.table import TableSettings
 
-CLASSES = {"table": TableSettings, "image": ImageSettings, "lm": LMSettings, "arrays": ArraysSettings}
+CLASSES = {"table": TableSettings, "image": ImageSettings, "lm": LMSettings, "arrays": ArraysSettings,
+           "recommend": RecommendSettings}
 DOC = Path(__file__).resolve().parents[1] / "docs" / "settings.md"
 
 
 def _make(cls):
-    return cls(target="y") if cls is TableSettings else cls()
+    return cls(target="y") if cls is TableSettings else cls()  # RecommendSettings: user, item, rating by default
 
 
 @pytest.mark.parametrize("kind", CLASSES)
@@ -53,6 +55,8 @@ def test_settings_are_stored_by_group_and_read_back(kind):
 @pytest.mark.parametrize("kind", CLASSES)
 def test_the_flat_layout_of_the_previous_version_is_grouped_by_its_migration(kind):
     cls = CLASSES[kind]
+    if cls.VERSION == 1:
+        pytest.skip(f"{cls.__name__} was grouped from its first version")
     s = _make(cls)
     flat = {"version": cls.VERSION - 1, **s.flat_json()}
     assert cls.from_json(flat) == s
