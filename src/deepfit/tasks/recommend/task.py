@@ -111,9 +111,9 @@ class RecommendTask(Task):
         iidx = {u: k + 1 for k, u in enumerate(items)}
 
         def tensors(f: pd.DataFrame) -> tuple[torch.Tensor, ...]:
-            return (torch.from_numpy(f["user"].map(uidx).fillna(0).to_numpy(np.int64)),
-                    torch.from_numpy(f["item"].map(iidx).fillna(0).to_numpy(np.int64)),
-                    torch.from_numpy(f["rating"].to_numpy(np.float32)))
+            return (torch.from_numpy(np.array(f["user"].map(uidx).fillna(0), dtype=np.int64)),
+                    torch.from_numpy(np.array(f["item"].map(iidx).fillna(0), dtype=np.int64)),
+                    torch.from_numpy(np.array(f["rating"], dtype=np.float32)))
 
         train_t = tensors(fit_frame)
         valid_frame = train_frame.iloc[valid_rows].reset_index(drop=True)
