@@ -132,6 +132,14 @@ class CollabModel(nn.Module):
         self.item_weight.copy_(torch.from_numpy(np.maximum(item_counts, 1).astype(np.float64) ** -reg_power))
 
     @torch.no_grad()
+    def init_rank_bias(self, items: np.ndarray) -> None:
+        """Start the ranking head's item biases at log(1 + training ratings): popularity first."""
+        if self.rank_bias is not None:
+            counts = np.bincount(items, minlength=self.n_items + 1).astype(np.float64)
+            log = np.log1p(counts)
+            self.rank_bias.weight[:, 0] = torch.from_numpy(log - log[1:].mean()).float()
+
+    @torch.no_grad()
     def set_prior(self, mu: float, b_user: np.ndarray, b_item: np.ndarray) -> None:
         """Keep the bias model (the fallback) and start the biases from it, in the sigmoid's units
         (linearised at ``mu``: a rating step ``d`` is ``d / ((hi - lo) s (1 - s))`` logits)."""

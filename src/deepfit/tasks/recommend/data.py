@@ -57,7 +57,10 @@ def clean_ratings(df: pd.DataFrame, *, user: str, item: str, target: str, time: 
     out = pd.DataFrame({"user": users, "item": items, "rating": ratings.astype(np.float64)})
     if time is not None:
         stamps = df[time]
-        if not pd.api.types.is_numeric_dtype(stamps):
+        as_numbers = pd.to_numeric(stamps, errors="coerce")
+        if as_numbers.notna().sum() == stamps.notna().sum():  # numbers (also when read as text from a CSV)
+            stamps = as_numbers
+        else:
             parsed = pd.to_datetime(stamps, errors="coerce", utc=True)
             if parsed.isna().sum() > stamps.isna().sum():
                 bad_t = stamps[parsed.isna() & stamps.notna()].astype(str).unique()[:SHOWN]

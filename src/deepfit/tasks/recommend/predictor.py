@@ -104,7 +104,7 @@ class RecommendPredictor(BasePredictor):
         """(ratings, fallback) for model indices: the model where both are known, else the bias
         model; ratings clipped to the rating range. ``fallback``: "", "unknown user", ...."""
         m = self.model
-        u, i = torch.from_numpy(users), torch.from_numpy(items)
+        u, i = torch.from_numpy(np.array(users, dtype=np.int64)), torch.from_numpy(np.array(items, dtype=np.int64))
         bias = (m.prior_mu + m.prior_user[u] + m.prior_item[i]).numpy()
         known = (users > 0) & (items > 0)
         out = bias.copy()
@@ -140,7 +140,7 @@ class RecommendPredictor(BasePredictor):
         """``[U, n_items + 1]`` ranking scores for known users (column 0 = unknown item, -inf):
         the ranking head where there is one, else the predicted rating."""
         m = self.model
-        u = torch.from_numpy(users)
+        u = torch.from_numpy(np.array(users, dtype=np.int64))
         if m.rank_user is not None:
             return m.rank_scores(u).double().numpy()
         items = torch.arange(m.n_items + 1)

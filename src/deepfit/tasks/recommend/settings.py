@@ -53,7 +53,7 @@ class RecommendSettings(TaskSettings):
     # L2 strength of each rating's user and item vectors, weighted 1 / count ** reg_power (models/collab.py).
     reg: float = 0.05
     reg_power: float = 0.0
-    rank_weight: float = 0.1
+    rank_weight: float = 1.0  # the ranking head has its own vectors: this weighs it against their L2 only
     dim: int = 64
     mlp_width: int = 128  # 0: no MLP branch
     implicit: bool = True  # SVD++'s implicit part: the items a user rated shape their vector

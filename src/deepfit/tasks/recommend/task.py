@@ -126,6 +126,7 @@ class RecommendTask(Task):
                                         reg_user=s.bias_reg, reg_item=s.bias_reg)
         model.set_prior(mu, b_user, b_item)
         model.set_training_data(u_np, i_np, reg_power=s.reg_power)
+        model.init_rank_bias(i_np)
         if s.mlp_width:
             model.mlp_share.fill_(0.5)  # early stopping watches the even blend; the share is chosen after
         history, stop, limit = self._fit(model, train_t, valid_t, run)
