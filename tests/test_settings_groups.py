@@ -12,15 +12,17 @@ from deepfit.errors import ConfigError
 from deepfit.tasks.arrays.settings import ArraysSettings
 from deepfit.tasks.images.settings import ImageSettings
 from deepfit.tasks.lm.settings import LMSettings
+from deepfit.tasks.recommend.settings import RecommendSettings
 from deepfit.tasks.settings import GROUP_DOCS
 from deepfit.tasks.table import TableSettings
 
-CLASSES = {"table": TableSettings, "image": ImageSettings, "lm": LMSettings, "arrays": ArraysSettings}
+CLASSES = {"table": TableSettings, "image": ImageSettings, "lm": LMSettings, "arrays": ArraysSettings,
+           "recommend": RecommendSettings}
 DOC = Path(__file__).resolve().parents[1] / "docs" / "settings.md"
 
 
 def _make(cls):
-    return cls(target="y") if cls is TableSettings else cls()
+    return cls(target="y") if cls is TableSettings else cls()  # RecommendSettings: user, item, rating by default
 
 
 @pytest.mark.parametrize("kind", CLASSES)
@@ -59,6 +61,8 @@ LAST_FLAT = {TableSettings: (3, {"text_encoder": "ngrams"}), ImageSettings: (2, 
 @pytest.mark.parametrize("kind", CLASSES)
 def test_the_flat_layout_of_the_last_flat_version_is_grouped_by_its_migration(kind):
     cls = CLASSES[kind]
+    if cls.VERSION == 1:
+        pytest.skip(f"{cls.__name__} was grouped from its first version")
     s = _make(cls)
     version, added = LAST_FLAT.get(cls, (cls.VERSION - 1, {}))
     flat = {"version": version, **{k: v for k, v in s.flat_json().items() if k not in added}}

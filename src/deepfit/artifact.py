@@ -39,7 +39,7 @@ _REQUIRED: dict[str, type | tuple[type, ...]] = {
     "metrics": dict,
 }
 # What the artifact holds (decides its loader: deepfit.tasks.TASK_MODULES) and what it predicts.
-KINDS = ("table", "image", "lm", "arrays")
+KINDS = ("table", "image", "lm", "arrays", "recommend")
 TASKS = ("classify", "regress", "multilabel", "lm")
 
 

@@ -30,8 +30,9 @@ def build_parser() -> argparse.ArgumentParser:
                        f"a text corpus with --task lm, or a bundled dataset: {', '.join(BUNDLED)}")
     train.add_argument("--target", help="the column to predict (tables)")
     train.add_argument("--out", default=None, help="run directory to create (default: runs/<data name>)")
-    train.add_argument("--task", choices=("auto", "classify", "regress", "lm"), default=None,
-                       help="default: auto; lm trains a language model on a text corpus (.txt file or folder)")
+    train.add_argument("--task", choices=("auto", "classify", "regress", "lm", "recommend"), default=None,
+                       help="default: auto; lm trains a language model on a text corpus (.txt file or folder); "
+                       "recommend a recommender on ratings (--user, --item, --target)")
     train.add_argument("--time-limit", type=float, default=None, metavar="S", help="training budget in seconds")
     train.add_argument("--seed", type=int, default=None, help="seed of splits, initialisation and order (default 0)")
     train.add_argument("--test", default=None, metavar="DATA", help="labelled test table (default: hold out 20%%)")
@@ -50,6 +51,11 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--pretrained", default=None, metavar="NAME",
                        help="images: 'auto' (default: EfficientNet-Lite0 pretrained on ImageNet for colour photos, "
                             "when deepfit[pretrained] is installed), 'efficientnet-lite0', 'none', or a .safetensors file")
+    # --task recommend (docs/recommend.md)
+    train.add_argument("--user", default=None, metavar="COL", help="the user id column (--task recommend)")
+    train.add_argument("--item", default=None, metavar="COL", help="the item id column (--task recommend)")
+    train.add_argument("--time", default=None, metavar="COL", help="the time column: hold out each user's latest "
+                       "ratings (--task recommend)")
     train.add_argument("--resume", action="store_true", help="continue the interrupted run for --out exactly")
     train.add_argument("--quiet", action="store_true", help="no progress output")
 
@@ -111,6 +117,14 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--max-tokens", type=int, default=2048, metavar="N",
                        help="tokens one /v1/generate request may ask for (default 2048)")
 
+    recommend = sub.add_parser("recommend", help="top-k items for a user from a model trained with --task recommend")
+    recommend.add_argument("model", help="a model directory written by deepfit train --task recommend")
+    recommend.add_argument("--user", default=None, help="the user id (as in the training ratings)")
+    recommend.add_argument("--k", type=int, default=10, help="how many items (default 10)")
+    recommend.add_argument("--include-seen", action="store_true", help="also list items the user rated")
+    recommend.add_argument("--similar-to", default=None, metavar="ITEM",
+                           help="instead: the k items most similar to ITEM (--user is then ignored)")
+
     sub.add_parser("datasets", help="list the bundled datasets")
     return parser
 
@@ -127,7 +141,7 @@ def _parse_types(pairs: list[str]) -> dict[str, str]:
 
 # `deepfit train` flags that choose settings (flag dest -> the common setting name each task maps).
 SETTING_FLAGS = ("task", "target", "time_limit", "seed", "epochs", "batch_size", "lr", "checkpoint_every",
-                 "split_by", "group", "text_encoder", "pretrained")
+                 "split_by", "group", "text_encoder", "pretrained", "user", "item", "time")
 
 
 def _given(args: argparse.Namespace, types: dict[str, str]) -> dict[str, object]:
@@ -239,7 +253,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    """Five tasks on bundled real data, each with a run directory and a report (a few minutes)."""
+    """Six tasks on bundled real data, each with a run directory and a report (a few minutes)."""
     import shutil
     from pathlib import Path
 
@@ -247,23 +261,24 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     from deepfit.tasks.arrays import ArraysSettings
     from deepfit.tasks.images import demo as image_demo
     from deepfit.tasks.lm import demo as lm_demo
+    from deepfit.tasks.recommend import demo as recommend_demo
     from deepfit.tasks.runner import fit
     from deepfit.tasks.table import TableSettings, fit_table
 
     root = Path(args.out)
-    for name in ("credit_data", "tweets", "mnist1d"):  # the demo always starts afresh
+    for name in ("credit_data", "tweets", "mnist1d", "movielens"):  # the demo always starts afresh
         for old in (root / name, root / f"{name}.incomplete"):
             shutil.rmtree(old, ignore_errors=True)
     root.mkdir(parents=True, exist_ok=True)
 
     csv = root / "credit_data.csv"
     datasets.rdataset("modeldata", "credit_data").to_csv(csv, index=False)
-    print(f"deepfit demo 1/5: a table — credit scoring ({csv}: 4,454 real loans, 13 columns), target 'Status'")
+    print(f"deepfit demo 1/6: a table — credit scoring ({csv}: 4,454 real loans, 13 columns), target 'Status'")
     m = fit_table(csv, TableSettings(target="Status", time_limit=45), out=root / "credit_data").metrics
     print(f"  test accuracy {m['test_accuracy']:.4f}  (majority class 0.72; AUROC {m['test_auroc']:.3f})"
           f"  ->  {root / 'credit_data' / 'report.html'}")
 
-    print("deepfit demo 2/5: images — scikit-learn's 1,797 real handwritten digits as PNG class folders")
+    print("deepfit demo 2/6: images — scikit-learn's 1,797 real handwritten digits as PNG class folders")
     predictor, run = image_demo(root)
     print(f"  test accuracy {predictor.metrics['test_accuracy']:.4f}  ->  {run / 'report.html'}")
 
@@ -271,19 +286,44 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     frame = datasets.rdataset("dslabs", "trump_tweets")
     frame = frame.loc[frame["source"].isin(["Twitter for Android", "Twitter for iPhone"]), ["text", "source"]]
     frame.drop_duplicates("text").to_csv(tweets, index=False)
-    print(f"deepfit demo 3/5: text — which phone sent a tweet, from its text alone ({tweets})")
+    print(f"deepfit demo 3/6: text — which phone sent a tweet, from its text alone ({tweets})")
     m = fit_table(tweets, TableSettings(target="source", time_limit=60), out=root / "tweets").metrics
     print(f"  test accuracy {m['test_accuracy']:.4f}  (majority class 0.54)  ->  {root / 'tweets' / 'report.html'}")
 
-    print("deepfit demo 4/5: signals — MNIST-1D (4,000 real-derived 1-D signals, 10 classes), a 1-D ResNet")
+    print("deepfit demo 4/6: signals — MNIST-1D (4,000 real-derived 1-D signals, 10 classes), a 1-D ResNet")
     m = fit("arrays", "mnist1d", ArraysSettings(data="mnist1d"), out=root / "mnist1d").metrics
     print(f"  test accuracy {m['test_accuracy']:.4f}  (the paper's CNN: 0.94)  ->  {root / 'mnist1d' / 'report.html'}")
 
-    print("deepfit demo 5/5: a language model — a small GPT on 2.2 M characters of tweets, 60 s")
+    print("deepfit demo 5/6: a language model — a small GPT on 2.2 M characters of tweets, 60 s")
     lm, sample = lm_demo(root / "lm", time_limit=60)
     print(f"  validation {lm.metrics.get('valid_nats_per_char', float('nan')):.3f} nats/char; a sample:")
     print("    " + sample.replace("\n", "\n    "))
-    print(f"run directories: {', '.join(str(root / n) for n in ('credit_data', 'digits_images', 'tweets', 'mnist1d', 'lm'))}")
+    print("deepfit demo 6/6: recommendations — MovieLens ratings of 300 users, each user's latest ratings held out")
+    rec, lines = recommend_demo(root / "movielens")
+    print(f"  test RMSE {rec.metrics['test_rmse']:.4f} (the ratings' spread, SD: {rec.info['rating_sd']:.4f}), NDCG@10 "
+          f"{rec.metrics.get('test_ndcg10', float('nan')):.3f}  ->  {root / 'movielens' / 'report.html'}")
+    print("    " + "\n    ".join(lines))
+    names = ("credit_data", "digits_images", "tweets", "mnist1d", "lm", "movielens")
+    print(f"run directories: {', '.join(str(root / n) for n in names)}")
+    return 0
+
+
+def _cmd_recommend(args: argparse.Namespace) -> int:
+    """Print a user's top-k list (or an item's most similar items) as CSV."""
+    from deepfit.errors import ConfigError
+    from deepfit.tasks import load
+
+    model = load(args.model)
+    if not hasattr(model, "recommend"):
+        raise ConfigError(f"{args.model} holds a {model.kind} model; deepfit recommend needs one trained with "
+                          "--task recommend")
+    if args.similar_to is None and args.user is None:
+        raise ConfigError("deepfit recommend needs --user U (or --similar-to ITEM)")
+    if args.similar_to is not None:
+        frame = model.similar_items(args.similar_to, k=args.k)
+    else:
+        frame = model.recommend(args.user, k=args.k, exclude_seen=not args.include_seen)
+    sys.stdout.write(frame.to_csv(index=False))
     return 0
 
 
@@ -316,7 +356,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 0
     handlers = {"train": _cmd_train, "predict": _cmd_predict, "evaluate": _cmd_evaluate, "demo": _cmd_demo,
-                "datasets": _cmd_datasets, "generate": _cmd_generate, "export": _cmd_export, "serve": _cmd_serve}
+                "datasets": _cmd_datasets, "generate": _cmd_generate, "export": _cmd_export, "serve": _cmd_serve,
+                "recommend": _cmd_recommend}
     try:
         return handlers[args.command](args)
     except DeepfitError as e:
