@@ -30,8 +30,9 @@ def build_parser() -> argparse.ArgumentParser:
                        f"a text corpus with --task lm, or a bundled dataset: {', '.join(BUNDLED)}")
     train.add_argument("--target", help="the column to predict (tables)")
     train.add_argument("--out", default=None, help="run directory to create (default: runs/<data name>)")
-    train.add_argument("--task", choices=("auto", "classify", "regress", "lm"), default=None,
-                       help="default: auto; lm trains a language model on a text corpus (.txt file or folder)")
+    train.add_argument("--task", choices=("auto", "classify", "regress", "lm", "forecast"), default=None,
+                       help="default: auto; lm trains a language model on a text corpus (.txt file or folder)"
+                            "; forecast: time series (docs/forecast.md)")
     train.add_argument("--time-limit", type=float, default=None, metavar="S", help="training budget in seconds")
     train.add_argument("--seed", type=int, default=None, help="seed of splits, initialisation and order (default 0)")
     train.add_argument("--test", default=None, metavar="DATA", help="labelled test table (default: hold out 20%%)")
@@ -44,6 +45,16 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--lr", type=float, default=None, help="learning rate")
     train.add_argument("--checkpoint-every", type=int, default=None, metavar="N",
                        help="also checkpoint every N steps mid-epoch (default: at epoch ends only)")
+    forecast = train.add_argument_group("forecasting (--task forecast; docs/forecast.md)")
+    forecast.add_argument("--time", default=None, metavar="COL", help="the time column (dates or integer steps)")
+    forecast.add_argument("--series", default=None, metavar="COL", help="the column naming each series")
+    forecast.add_argument("--horizon", type=int, default=None, metavar="H", help="steps to forecast (default 12)")
+    forecast.add_argument("--freq", default=None, help="the frequency: Y, Q, M, W, D, h (default: inferred)")
+    forecast.add_argument("--known-covariates", default=None, metavar="COLS",
+                          help="comma-separated columns known in advance (their future rows go in the history)")
+    forecast.add_argument("--quantiles", default=None, metavar="QS", help="quantile levels (default 0.1,0.5,0.9)")
+    forecast.add_argument("--backtest-windows", type=int, default=None, metavar="W",
+                          help="rolling-origin backtest windows of one horizon each (default 1)")
     train.add_argument("--resume", action="store_true", help="continue the interrupted run for --out exactly")
     train.add_argument("--quiet", action="store_true", help="no progress output")
 
@@ -277,7 +288,14 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     lm, sample = lm_demo(root / "lm", time_limit=60)
     print(f"  validation {lm.metrics.get('valid_nats_per_char', float('nan')):.3f} nats/char; a sample:")
     print("    " + sample.replace("\n", "\n    "))
-    print(f"run directories: {', '.join(str(root / n) for n in ('credit_data', 'digits_images', 'tweets', 'mnist1d', 'lm'))}")
+    from deepfit.tasks.forecast.demo import demo as forecast_demo
+
+    print("deepfit demo, forecasting: 5 real monthly series (airline passengers, UK/US deaths, temperatures), "
+          "12 months ahead, one global N-BEATS beside Theta and seasonal-naive")
+    _, scores, _ = forecast_demo(root / "forecast", progress=False)
+    print(f"  held-out year MASE {scores['mase']:.3f} (seasonal-naive {scores['mase_snaive']:.3f})"
+          f"  ->  {root / 'forecast' / 'report.html'}")
+    print(f"run directories: {', '.join(str(root / n) for n in ('credit_data', 'digits_images', 'tweets', 'mnist1d', 'lm', 'forecast'))}")
     return 0
 
 

@@ -33,6 +33,7 @@ TASK_MODULES: dict[str, str] = {
     "lm": "deepfit.tasks.lm",
     "arrays": "deepfit.tasks.arrays",
     "image": "deepfit.tasks.images",
+    "forecast": "deepfit.tasks.forecast",
     "table": "deepfit.tasks.table",
 }
 
