@@ -20,7 +20,7 @@ from deepfit.errors import ColumnNotFound, DataError, DistributedError
 from deepfit.tasks.forecast.data import read_series
 
 ROOT = Path(__file__).resolve().parents[1]
-TINY = {"epochs": 6, "width": 64, "blocks": 2, "batch_size": 128, "progress": False}
+TINY = {"epochs": 30, "width": 64, "blocks": 2, "batch_size": 64, "progress": False}
 
 
 def monthly(item: str, name: str) -> pd.DataFrame:
@@ -124,7 +124,7 @@ def test_resume_after_sigkill_matches_uninterrupted(history, tmp_path):
     csv = tmp_path / "history.csv"
     history.to_csv(csv, index=False)
     args = ["--task", "forecast", "--target", "y", "--time", "date", "--series", "series", "--horizon", "12",
-            "--epochs", "4", "--checkpoint-every", "3", "--quiet"]
+            "--epochs", "30", "--batch-size", "32", "--checkpoint-every", "20", "--quiet"]
     full = cli("train", str(csv), "--out", str(tmp_path / "full"), *args, wait=False)
     run, work = tmp_path / "run", tmp_path / "run.incomplete"
     proc = cli("train", str(csv), "--out", str(run), *args, wait=False)
@@ -136,7 +136,7 @@ def test_resume_after_sigkill_matches_uninterrupted(history, tmp_path):
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert not run.exists()
-    resumed = cli("train", str(csv), "--out", str(run), "--resume", "--quiet")
+    resumed = cli("train", str(csv), "--task", "forecast", "--out", str(run), "--resume", "--quiet")
     assert resumed.returncode == 0, resumed.stderr
     assert full.wait(timeout=300) == 0
     a, b = load_file(tmp_path / "full" / "model.safetensors"), load_file(run / "model.safetensors")
@@ -215,3 +215,19 @@ def test_docs_example_runs(tmp_path, monkeypatch):
     for code in blocks:
         exec(compile(code, "docs/forecast.md", "exec"), scope)
     assert (tmp_path / "runs" / "passengers" / "deepfit.json").exists()
+
+
+def test_known_covariates_need_their_future_rows(tmp_path):
+    # UK drivers killed or seriously injured, 1969-1984, with the petrol price and the seat-belt law (from 1983-02)
+    d = datasets.rdataset("datasets", "Seatbelts")
+    frame = pd.DataFrame({"date": pd.date_range("1969-01-01", periods=len(d), freq="MS"), "drivers": d["drivers"],
+                          "law": d["law"].astype(float), "petrol": d["PetrolPrice"]})
+    history = frame.iloc[:-12]
+    model = deepfit.fit(history, task="forecast", target="drivers", time="date", horizon=12,
+                        known_covariates=["law", "petrol"], **{**TINY, "epochs": 10})
+    with pytest.raises(DataError, match="0 future row.*law, petrol.*needs 12"):
+        model.predict_frame(history)
+    future = frame.assign(drivers=lambda f: f.drivers.where(f.index < len(f) - 12))  # the last year: covariates only
+    pred = model.predict_frame(future)
+    assert len(pred) == 12 and pred.date.iloc[0] == pd.Timestamp("1984-01-01")
+    assert model.evaluate(frame)["mase"] < 3

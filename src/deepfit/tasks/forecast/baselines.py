@@ -78,7 +78,6 @@ def _is_seasonal(y: np.ndarray, m: int) -> bool:
 def seasonal_indices(y: np.ndarray, m: int) -> np.ndarray:
     """Classical multiplicative decomposition: the ``m`` seasonal indices (mean 1), in order of
     position ``t mod m`` of the series' own time index."""
-    n = len(y)
     if m % 2 == 0:
         weights = np.r_[0.5, np.ones(m - 1), 0.5] / m
     else:
@@ -89,7 +88,6 @@ def seasonal_indices(y: np.ndarray, m: int) -> np.ndarray:
     positions = (np.arange(len(trend)) + offset) % m
     idx = np.array([ratios[positions == p].mean() if np.any(positions == p) else 1.0 for p in range(m)])
     idx = np.where(np.isfinite(idx) & (idx > 0), idx, 1.0)
-    del n
     return idx / idx.mean()
 
 

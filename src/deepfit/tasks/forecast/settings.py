@@ -42,7 +42,7 @@ def normalise_freq(freq: str | None) -> str | None:
 GROUPS_V1: dict[str, tuple[str, ...]] = {
     "data": ("target", "time", "series", "freq", "known_covariates", "horizon", "season_length"),
     "split": ("backtest_windows",),
-    "schedule": ("epochs", "time_limit"),
+    "schedule": ("epochs", "time_limit", "refit"),
     "optimizer": ("batch_size", "lr", "weight_decay"),
     "model": ("context", "width", "blocks", "layers", "embed_dim", "members", "quantiles", "combine",
               "max_windows"),
@@ -76,6 +76,9 @@ class ForecastSettings(TaskSettings):
     backtest_windows: int = 1
     epochs: int = 40
     time_limit: float | None = None
+    # After the backtest, train the network again on the full history (the backtest windows are
+    # then training targets too); it forecasts, with the weights the first network's backtest chose.
+    refit: bool = True
     batch_size: int = 256
     lr: float = 2e-3
     weight_decay: float = 1e-4

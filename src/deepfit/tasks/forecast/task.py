@@ -8,6 +8,8 @@ pinball loss of every quantile (``deepfit.models.nbeats``; the Learner: exact re
 ``last.ckpt``) → forecast every backtest window with the network, Theta and seasonal-naive
 (``baselines.py``) → choose the combination weights: the point of a 0.1 grid on the simplex of
 (network, Theta, seasonal-naive) with the lowest mean backtest MASE (``combine="auto"``) →
+with ``refit``, train the network again (next seed) on every window of the full history, the
+backtest's included; it forecasts, the first one chose the weights →
 metrics (MASE, sMAPE, WQL; each method's, the combination's and seasonal-naive's) and the report.
 
 Short series: a series is left-padded (and masked) to the network's context, so any series with
@@ -143,11 +145,14 @@ class ForecastTask(Task):
                   plan={"context": context, "season_length": season, "train_windows": len(train_origins)})
         predictor, history, train_s = self._fit(ss, train, valid, run, context, season, cov_mean, cov_std)
         t0 = time.perf_counter()
-        table, charts, weights = self._backtest(predictor, ss, season)
+        table, weights, shown = self._backtest(predictor, ss, season)
+        if s.refit:
+            self._refit(predictor, ss, run, common)
+        charts = self._charts(predictor, ss, *shown)
         summary = {"data": source, "series": len(ss), "frequency": ss.freq, "season length": season,
                    "horizon": h, "backtest windows": w, "context": context, "training windows": len(train_origins),
                    "epochs": s.epochs, "train seconds": round(train_s, 2),
-                   "backtest seconds": round(time.perf_counter() - t0, 2), "notes": "; ".join(ss.notes) or "none"}
+                   "backtest and refit seconds": round(time.perf_counter() - t0, 2), "refit": s.refit, "notes": "; ".join(ss.notes) or "none"}
         predictor.info = {"source": source, "series": len(ss), "train_windows": len(train_origins),
                           "train_seconds": round(train_s, 2), "notes": ss.notes}
 
@@ -179,37 +184,66 @@ class ForecastTask(Task):
 
     def _fit(self, ss: SeriesSet, train: Any, valid: Any, run: Run, context: int, season: int,
              cov_mean: np.ndarray, cov_std: np.ndarray) -> tuple[ForecastPredictor, list[dict], float]:
+        s = self.settings
+        t0 = time.perf_counter()
+        model, history = self._train_network(ss, train, valid, run.work, run.resume_from(), s.seed)
+        predictor = ForecastPredictor(
+            model=model, columns={"target": s.target, "time": s.time, "series": s.series}, horizon=s.horizon,
+            freq=ss.freq, convention=ss.convention, season_length=season, quantiles=list(s.quantiles),
+            weights={"deep": 1.0}, series_ids=ss.ids,
+            covariates={"names": list(s.known_covariates), "mean": cov_mean.tolist(), "std": cov_std.tolist()})
+        return predictor, history, time.perf_counter() - t0
+
+    def _train_network(self, ss: SeriesSet, train: Any, valid: Any, out_dir: Path | None, resume: Path | None,
+                       seed: int) -> tuple[Any, list[dict]]:
+        """One network trained on ``train`` windows (checkpoints in ``out_dir``, resumed from ``resume``)."""
         from deepfit.engine.callbacks import CSVLogger
         from deepfit.engine.learner import Learner
         from deepfit.engine.rng import seed_everything
         from deepfit.models.nbeats import NBeats, quantile_loss
 
         s = self.settings
-        seed_everything(s.seed)
-        model = NBeats(context, s.horizon, s.quantiles, len(ss), n_calendar=train.calendar.shape[1],
+        seed_everything(seed)
+        model = NBeats(train.x.shape[1], s.horizon, s.quantiles, len(ss), n_calendar=train.calendar.shape[1],
                        n_covariates=train.covariates.shape[1], embed_dim=s.embed_dim, width=s.width,
                        blocks=s.blocks, layers=s.layers, members=s.members)
-        callbacks = [CSVLogger(run.work / "history.csv")] if run.work is not None else []
-        learner = Learner(model, train.tensors(), valid.tensors() if len(valid.x) else None,
+        callbacks = [CSVLogger(out_dir / "history.csv")] if out_dir is not None else []
+        learner = Learner(model, train.tensors(), valid.tensors() if valid is not None and len(valid.x) else None,
                           loss=partial(quantile_loss, quantiles=s.quantiles), lr=s.lr, weight_decay=s.weight_decay,
-                          batch_size=s.batch_size, seed=s.seed, grad_clip=1.0, progress=self.progress,
-                          out_dir=run.work, checkpoint_every=s.checkpoint_every, callbacks=callbacks,
-                          budget=s.time_limit, compile=False)
-        t0 = time.perf_counter()
-        history = learner.fit_one_cycle(s.epochs, s.lr, resume=run.resume_from())
-        train_s = time.perf_counter() - t0
-        predictor = ForecastPredictor(
-            model=model, columns={"target": s.target, "time": s.time, "series": s.series}, horizon=s.horizon,
-            freq=ss.freq, convention=ss.convention, season_length=season, quantiles=list(s.quantiles),
-            weights={"deep": 1.0}, series_ids=ss.ids,
-            covariates={"names": list(s.known_covariates), "mean": cov_mean.tolist(), "std": cov_std.tolist()})
-        return predictor, history, train_s
+                          batch_size=s.batch_size, seed=seed, grad_clip=1.0, progress=self.progress,
+                          out_dir=out_dir, checkpoint_every=s.checkpoint_every if out_dir is not None else None,
+                          callbacks=callbacks, budget=s.time_limit, compile=False)
+        history = learner.fit_one_cycle(s.epochs, s.lr, resume=resume)
+        return model.eval(), history
+
+    def _refit(self, p: ForecastPredictor, ss: SeriesSet, run: Run, common: dict[str, Any]) -> None:
+        """A second network on every window of the full history (the backtest's too), the same
+        settings and the next seed; it replaces the first (which chose the weights and gave the
+        backtest metrics). Its checkpoints live in ``refit/`` of the work folder."""
+        import shutil
+
+        lengths = [len(v) for v in ss.values]
+        origins = [(i, e) for i, n in enumerate(lengths) for e in range(1, n)]
+        if len(origins) > self.settings.max_windows:
+            rng = np.random.default_rng(self.settings.seed + 1)
+            keep = np.sort(rng.choice(len(origins), self.settings.max_windows, replace=False))
+            origins = [origins[k] for k in keep]
+        windows = make_windows(ss.values, ss.starts, ss.covariates, origins, limits=lengths, **common)
+        folder = run.work / "refit" if run.work is not None else None
+        resume = None
+        if folder is not None:
+            folder.mkdir(exist_ok=True)
+            last = folder / "last.ckpt"
+            resume = last if run.resuming and last.exists() else None
+        model, _ = self._train_network(ss, windows, None, folder, resume, self.settings.seed + 1)
+        p.model = model
+        if folder is not None:
+            shutil.rmtree(folder, ignore_errors=True)
 
     def _backtest(self, p: ForecastPredictor, ss: SeriesSet,
-                  season: int) -> tuple[list[dict[str, Any]], list[str], dict[str, float]]:
-        """Forecast every backtest window with each method, choose the weights, set the metrics."""
-        from deepfit.tasks.forecast.report import forecast_chart_svg
-
+                  season: int) -> tuple[list[dict[str, Any]], dict[str, float], tuple]:
+        """Forecast every backtest window with each method, choose the weights, set the metrics;
+        returns the table of the report, the weights and what the report's charts need."""
         s = self.settings
         h, qs = s.horizon, list(s.quantiles)
         origins = [(i, len(v) - k * h) for k in range(s.backtest_windows, 0, -1)
@@ -242,12 +276,15 @@ class ForecastTask(Task):
                   "sMAPE": summaries[k]["smape"], "WQL": summaries[k]["wql"],
                   "MASE / seasonal-naive": summaries[k]["mase"] / summaries["snaive"]["mase"],
                   "windows": int(summaries[k]["n"])} for k in ("combined", *METHODS)]
-        charts = self._charts(p, ss, origins, per_series, combined, qs, forecast_chart_svg)
-        return table, charts, weights
+        return table, weights, (origins, per_series, combined, qs)
 
     @staticmethod
     def _charts(p: ForecastPredictor, ss: SeriesSet, origins: list[tuple[int, int]], per_series: np.ndarray,
-                combined: np.ndarray, qs: list[float], chart: Any) -> list[str]:
+                combined: np.ndarray, qs: list[float]) -> list[str]:
+        """SVG charts of the best, median and worst series by their latest backtest window's MASE:
+        history, that window's forecast, and the forecast past the end (the final network's)."""
+        from deepfit.tasks.forecast.report import forecast_chart_svg as chart
+
         last = {i: row for row, (i, _) in enumerate(origins)}  # each series' latest backtest window
         rows = sorted((per_series[r], r) for r in last.values() if np.isfinite(per_series[r]))
         if not rows:
@@ -258,13 +295,15 @@ class ForecastTask(Task):
         out = []
         chosen = [(label, r) for label, r in picks.items()]
         ends = [(origins[r][0], len(ss.values[origins[r][0]])) for _, r in chosen]
-        future = p.combine(p.forecast_at(ss, ends, future=True))
-        for (label, r), fut in zip(chosen, future):
+        # With known covariates the training table has no future rows: no forecast past the end.
+        future = None if p.cov_names else p.combine(p.forecast_at(ss, ends, future=True))
+        for k, (label, r) in enumerate(chosen):
             i, o = origins[r]
             v = ss.values[i]
             start = max(0, o - 4 * p.horizon)
-            bands = [(o - start, combined[r][:, lo], combined[r][:, mid], combined[r][:, hi]),
-                     (len(v) - start, fut[:, lo], fut[:, mid], fut[:, hi])]
+            bands = [(o - start, combined[r][:, lo], combined[r][:, mid], combined[r][:, hi])]
+            if future is not None:
+                bands.append((len(v) - start, future[k][:, lo], future[k][:, mid], future[k][:, hi]))
             out.append(chart(v[start:], bands, title=f"{label}: series {ss.ids[i]} (backtest MASE "
                                                      f"{per_series[r]:.3f})"))
         return out
