@@ -48,7 +48,7 @@ def demo(out: str | os.PathLike, *, progress: bool = True) -> tuple[ForecastPred
     for old in (out, out.with_name(out.name + ".incomplete")):
         shutil.rmtree(old, ignore_errors=True)
     frame = monthly_series()
-    history = frame.groupby("series", group_keys=False).apply(lambda g: g.iloc[:-12])
+    history = frame[frame.groupby("series").cumcount(ascending=False) >= 12]
     csv = out.with_name("monthly_series.csv")
     history.to_csv(csv, index=False)
     settings = ForecastSettings(target="y", time="date", series="series", horizon=12, freq="M", epochs=20,
