@@ -15,7 +15,7 @@ metrics (MASE, sMAPE, WQL; each method's, the combination's and seasonal-naive's
 Short series: a series is left-padded (and masked) to the network's context, so any series with
 one value or more gets a forecast. Series with fewer than 2 values before the backtest give no
 training windows, and backtest windows whose origin leaves no history are skipped. When even the
-longest series is not longer than ``backtest_windows x horizon + 2`` there is nothing to learn
+longest series is not longer than ``backtest_windows x horizon + 1`` there is nothing to learn
 from: a ``DataError`` says so.
 
 Example:
@@ -122,10 +122,10 @@ class ForecastTask(Task):
         season = s.season_length or season_of(ss.freq)
         h, w = s.horizon, s.backtest_windows
         lengths = np.array([len(v) for v in ss.values])
-        if lengths.max() < w * h + 3:
+        if lengths.max() < w * h + 2:
             raise DataError(f"{source}: the horizon is longer than the history: the longest series has "
                             f"{lengths.max()} values, and {w} backtest window(s) of horizon {h} need more than "
-                            f"{w * h + 2}; lower --horizon or --backtest-windows, or give longer series")
+                            f"{w * h + 1}; lower --horizon or --backtest-windows, or give longer series")
         context = s.context or max(3 * h, 2 * season, 8)
         cutoffs = [int(n - w * h) for n in lengths]
         train_origins = [(i, e) for i, c in enumerate(cutoffs) for e in range(1, c)]
