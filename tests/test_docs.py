@@ -43,6 +43,10 @@ MODULES = [
     "deepfit.tasks.settings",
     "deepfit.data.corpus",
     "deepfit.sklearn",
+    "deepfit.models.nbeats",
+    "deepfit.tasks.forecast.settings",
+    "deepfit.tasks.forecast.baselines",
+    "deepfit.tasks.forecast.metrics",
 ]
 
 

@@ -192,11 +192,10 @@ def test_sets_larger_than_the_memory_budget_stream_from_files(tmp_path):
 @pytest.mark.slow
 def test_resume_after_sigkill_matches_uninterrupted(tmp_path):
     import os
-    import signal
     import subprocess
     import sys
-    import time
 
+    from cli_support import kill_at_first_checkpoint
     from safetensors.torch import load_file
 
     data = tmp_path / "data"
@@ -213,13 +212,7 @@ def test_resume_after_sigkill_matches_uninterrupted(tmp_path):
     full = cli("--out", str(tmp_path / "full"), *args, wait=False)
     run, work = tmp_path / "run", tmp_path / "run.incomplete"
     proc = cli("--out", str(run), *args, wait=False)
-    deadline = time.monotonic() + 240
-    while not (work / "last.ckpt").exists():
-        assert proc.poll() is None, proc.stderr.read()
-        assert time.monotonic() < deadline
-        time.sleep(0.005)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    kill_at_first_checkpoint(proc, work)
     assert not run.exists()
     resumed = cli("--out", str(run), "--resume", "--quiet")
     assert resumed.returncode == 0, resumed.stderr

