@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -9,7 +10,7 @@ from typing import Any
 
 from deepfit.errors import ConfigError
 
-__all__ = ["pyplot", "save", "table", "accuracy", "seed_all"]
+__all__ = ["pyplot", "save", "table", "accuracy", "seed_all", "mnist1d"]
 
 
 def pyplot() -> Any:
@@ -60,6 +61,15 @@ def accuracy(model: Any, x: Any, y: Any) -> float:
     with torch.inference_mode():
         pred = model(torch.as_tensor(x)).argmax(1)
     return float((pred == torch.as_tensor(y)).float().mean())
+
+
+@functools.cache
+def mnist1d() -> Any:
+    """``deepfit.datasets.load("mnist1d")``, generated once per process (it takes seconds and is
+    the same every time); three chapters use it."""
+    from deepfit import datasets
+
+    return datasets.load("mnist1d")
 
 
 def seed_all(seed: int = 0) -> None:

@@ -68,7 +68,7 @@ def run(out_dir: str | Path, quick: bool = False) -> dict[str, Any]:
         seed_all(0)
         net = MLP(64, 10, hidden=hidden, mean=mean, std=std)
         hist = Learner(net, (d.x_train, d.y_train), (d.x_test, d.y_test), metrics=["accuracy"], lr=1e-3,
-                       progress=False).fit(3 if quick else 30)
+                       progress=False).fit(5 if quick else 30)
         name = "linear (no hidden layer)" if not hidden else "MLP " + " x ".join(map(str, hidden))
         curves[name] = [h["valid_accuracy"] for h in hist]
         rows.append({"model": name, "parameters": sum(p.numel() for p in net.parameters()),

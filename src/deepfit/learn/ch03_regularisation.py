@@ -12,14 +12,14 @@ __all__ = ["run"]
 def run(out_dir: str | Path, quick: bool = False) -> dict[str, Any]:
     import torch
 
-    from deepfit import Learner, datasets
+    from deepfit import Learner
     from deepfit.augment import Augmented, SignalAugment
     from deepfit.engine.callbacks import EarlyStopping
-    from deepfit.learn._common import accuracy, pyplot, save, seed_all, table
+    from deepfit.learn._common import accuracy, mnist1d, pyplot, save, seed_all, table
     from deepfit.models.mlp import MLP
 
     out_dir = Path(out_dir)
-    d = datasets.load("mnist1d")
+    d = mnist1d()
     n = 1500 if quick else len(d.x_train)
     cut = int(0.9 * n)  # 10% of the training signals validate (early stopping watches them)
     train, valid = (d.x_train[:cut], d.y_train[:cut]), (d.x_train[cut:n], d.y_train[cut:n])
@@ -66,4 +66,5 @@ def run(out_dir: str | Path, quick: bool = False) -> dict[str, Any]:
     ax2.set(xlabel="epoch", ylabel="validation loss", title="Without regularisation validation loss turns up")
     ax2.legend(fontsize=8)
     save(fig, out_dir, "regularisation.png")
-    return {r["regulariser"]: {k: r[k] for k in ("train accuracy", "test accuracy", "epochs run")} for r in rows}
+    return {"methods": {r["regulariser"]: {k: r[k] for k in ("train accuracy", "test accuracy", "epochs run")}
+                        for r in rows}}

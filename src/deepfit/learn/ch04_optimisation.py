@@ -12,12 +12,12 @@ __all__ = ["run"]
 def run(out_dir: str | Path, quick: bool = False) -> dict[str, Any]:
     import torch
 
-    from deepfit import Callback, Learner, datasets
-    from deepfit.learn._common import accuracy, pyplot, save, seed_all, table
+    from deepfit import Callback, Learner
+    from deepfit.learn._common import accuracy, mnist1d, pyplot, save, seed_all, table
     from deepfit.models.mlp import MLP
 
     out_dir = Path(out_dir)
-    d = datasets.load("mnist1d")
+    d = mnist1d()
     n = 1500 if quick else len(d.x_train)
     train, test = (d.x_train[:n], d.y_train[:n]), (d.x_test, d.y_test)
     mean, std = torch.tensor(d.x_train[:n].mean(0)), torch.tensor(d.x_train[:n].std(0))

@@ -34,7 +34,7 @@ def run(out_dir: str | Path, quick: bool = False) -> dict[str, Any]:
     out_dir = Path(out_dir)
     lines = tweets_corpus().splitlines()
     if quick:
-        lines = lines[:4000]
+        lines = lines[:3000]
     cut = int(0.9 * len("\n".join(lines)))
     text = "\n".join(lines) + "\n"
     train_text, valid_text = text[:cut], text[cut:]
@@ -44,7 +44,7 @@ def run(out_dir: str | Path, quick: bool = False) -> dict[str, Any]:
     print(f"baseline 1, every character equally likely: ln({len(set(train_text))}) = {uniform:.3f} nats/char")
     print(f"baseline 2, each character's frequency alone: {unigram:.3f} nats/char")
 
-    settings = LMSettings(tokenizer="char", steps=150, eval_every=50, valid_windows=16) if quick else \
+    settings = LMSettings(tokenizer="char", steps=100, eval_every=50, valid_windows=16) if quick else \
         LMSettings(tokenizer="char", time_limit=50, eval_every=100)
     shutil.rmtree(out_dir / "runs" / "lm", ignore_errors=True)  # a run directory is created afresh
     lm = fit_lm(lines, settings, out=out_dir / "runs" / "lm", progress=False)
@@ -56,7 +56,7 @@ def run(out_dir: str | Path, quick: bool = False) -> dict[str, Any]:
     # Sampling: the same model, the same prompt, different temperatures and a top-p cut.
     known = set(_words(train_text))
     rows, samples = [], {}
-    n_chars = 150 if quick else 600
+    n_chars = 100 if quick else 600
     for temperature, top_p in ((0.0, None), (0.5, None), (0.8, None), (1.0, None), (1.0, 0.9), (1.5, None)):
         name = "greedy" if temperature == 0 else f"T={temperature}" + (f", top-p {top_p}" if top_p else "")
         sample = lm.generate("I will", max_tokens=n_chars, temperature=temperature, top_p=top_p, seed=0)

@@ -25,9 +25,22 @@ def _env() -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": path, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 
 
-def _deepfit(*args: str) -> str:
-    """Run ``deepfit ARGS`` (as ``python -m deepfit``), print the command and its output, return it."""
+def _deepfit(*args: str, in_process: bool = False) -> str:
+    """Run ``deepfit ARGS`` (as ``python -m deepfit``, or in this process: the same code without
+    the seconds a new Python takes to import torch), print the command, return its output."""
     print("$ deepfit " + " ".join(args))
+    if in_process:
+        import contextlib
+        import io
+
+        from deepfit.cli import main
+
+        captured = io.StringIO()
+        with contextlib.redirect_stdout(captured):
+            code = main(list(args))
+        if code != 0:
+            raise RuntimeError(f"deepfit {' '.join(args)} failed ({code})")
+        return captured.getvalue()
     done = subprocess.run([sys.executable, "-m", "deepfit", *args], env=_env(), capture_output=True, text=True,
                           timeout=600)
     if done.returncode != 0:
@@ -67,7 +80,9 @@ def run(out_dir: str | Path, quick: bool = False) -> dict[str, Any]:
     settings = dict(max_epochs=5, k=2, width=32, depth=1) if quick else dict(time_limit=20)
     run_dir = work / "credit"
     shutil.rmtree(run_dir, ignore_errors=True)  # a run directory is created afresh
-    model = deepfit.fit(frame, target="Status", out=run_dir, progress=False, seed=0, **settings)
+    model = deepfit.fit(frame, target="Status", out=None if quick else run_dir, progress=False, seed=0, **settings)
+    if quick:  # the quick version saves just the model (no report, whose figures take seconds to draw)
+        model.save(run_dir)
     print(f"trained: test accuracy {model.metrics['test_accuracy']:.3f}; the run directory holds "
           f"{', '.join(sorted(p.name for p in run_dir.iterdir() if p.is_file()))}")
 
@@ -79,44 +94,49 @@ def run(out_dir: str | Path, quick: bool = False) -> dict[str, Any]:
     print(f"deepfit.load: {type(loaded).__name__}; probabilities identical to the trained model's: {same}")
 
     # 3. From the command line.
-    _deepfit("predict", str(run_dir), str(work / "new_loans.csv"), "--out", str(work / "predictions.csv"))
+    _deepfit("predict", str(run_dir), str(work / "new_loans.csv"), "--out", str(work / "predictions.csv"), in_process=quick)
     cli = pd.read_csv(work / "predictions.csv")
     print(cli.round(4).to_string(index=False))
     cli_gap = float(np.abs(cli[[c for c in cli.columns if c.startswith("proba_")]].to_numpy()
                            - p_loaded.to_numpy()).max())
     print(f"largest difference from deepfit.load's probabilities: {cli_gap:.1e} (the CSV rounds)")
 
-    # 4. Over HTTP: deepfit serve, then a JSON request as any client would send it.
-    port = _free_port()
-    print(f"$ deepfit serve {run_dir} --port {port} &")
-    log = open(work / "serve.log", "w")
-    server = subprocess.Popen([sys.executable, "-m", "deepfit", "serve", str(run_dir), "--port", str(port)],
-                              env=_env(), stdout=log, stderr=subprocess.STDOUT)
-    try:
-        url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                health = json.loads(urllib.request.urlopen(url + "/health", timeout=1).read())
-                break
-            except OSError:
-                if server.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"deepfit serve did not start; see {work / 'serve.log'}") from None
-                time.sleep(0.2)
-        rows = json.loads(new.drop(columns=["Status"]).to_json(orient="records"))
-        answer = _post(url + "/v1/predict", {"rows": rows[:2]})
-        print(f"POST {url}/v1/predict with 2 rows ->")
-        print(json.dumps(answer)[:400])
-        served = np.array([[p["probabilities"][c] for c in loaded.classes] for p in answer["predictions"]])
-        http_gap = float(np.abs(served - p_loaded.to_numpy()[:2]).max())
-        print(f"largest difference from deepfit.load's probabilities: {http_gap:.1e}; health: {health['status']}")
-    finally:
-        server.terminate()
-        server.wait(30)
-        log.close()
+    # 4. Over HTTP: deepfit serve, then a JSON request as any client would send it. (The quick
+    #    version skips it: starting a server takes seconds; tests/test_serve*.py cover it.)
+    http_gap = 0.0
+    if quick:
+        print("(quick: deepfit serve skipped)")
+    else:
+        port = _free_port()
+        print(f"$ deepfit serve {run_dir} --port {port} &")
+        log = open(work / "serve.log", "w")
+        server = subprocess.Popen([sys.executable, "-m", "deepfit", "serve", str(run_dir), "--port", str(port)],
+                                  env=_env(), stdout=log, stderr=subprocess.STDOUT)
+        try:
+            url = f"http://127.0.0.1:{port}"
+            deadline = time.monotonic() + 120
+            while True:
+                try:
+                    health = json.loads(urllib.request.urlopen(url + "/health", timeout=1).read())
+                    break
+                except OSError:
+                    if server.poll() is not None or time.monotonic() > deadline:
+                        raise RuntimeError(f"deepfit serve did not start; see {work / 'serve.log'}") from None
+                    time.sleep(0.2)
+            rows = json.loads(new.drop(columns=["Status"]).to_json(orient="records"))
+            answer = _post(url + "/v1/predict", {"rows": rows[:2]})
+            print(f"POST {url}/v1/predict with 2 rows ->")
+            print(json.dumps(answer)[:400])
+            served = np.array([[p["probabilities"][c] for c in loaded.classes] for p in answer["predictions"]])
+            http_gap = float(np.abs(served - p_loaded.to_numpy()[:2]).max())
+            print(f"largest difference from deepfit.load's probabilities: {http_gap:.1e}; health: {health['status']}")
+        finally:
+            server.terminate()
+            server.wait(30)
+            log.close()
 
     # 5. To other runtimes: ONNX, verified by onnxruntime against the model before it is written.
-    print(_deepfit("export", str(run_dir), "--format", "onnx").strip())
+    print(_deepfit("export", str(run_dir), "--format", "onnx", in_process=quick).strip())
     import onnxruntime
 
     session = onnxruntime.InferenceSession(str(run_dir / "model.onnx"))
