@@ -77,7 +77,8 @@ def build(docs: str | Path, chapters: Sequence[int] | None = None) -> dict[int, 
     from deepfit._version import __version__
 
     docs = Path(docs)
-    seconds = {}
+    seconds: dict[int, float] = {}
+    failed: list[str] = []
     for ch in CHAPTERS:
         if chapters and ch.number not in chapters:
             continue
@@ -85,7 +86,14 @@ def build(docs: str | Path, chapters: Sequence[int] | None = None) -> dict[int, 
         out = WORK / stem
         shutil.rmtree(out, ignore_errors=True)
         print(f"\n=== chapter {ch.number}: {ch.title} ===", flush=True)
-        result = run_chapter(ch.number, out, quick=False)
+        try:
+            result = run_chapter(ch.number, out, quick=False)
+        except Exception as e:  # noqa: BLE001 - one broken chapter must not stop the others
+            import traceback
+
+            traceback.print_exc()
+            failed.append(f"chapter {ch.number}: {type(e).__name__}: {e}")
+            continue
         figures = docs / "figures" / stem
         shutil.rmtree(figures, ignore_errors=True)
         pngs = sorted(out.glob("*.png"))
@@ -102,6 +110,8 @@ def build(docs: str | Path, chapters: Sequence[int] | None = None) -> dict[int, 
     refresh(docs)
     print("\nseconds per chapter: " + ", ".join(f"{n}: {s:.0f}" for n, s in seconds.items())
           + f"; total {sum(seconds.values()):.0f}")
+    if failed:
+        raise SystemExit("make learn: failed: " + "; ".join(failed))
     return seconds
 
 
