@@ -6,7 +6,7 @@ STAMP := $(VENV)/.deepfit-installed
 # Single-threaded torch in tests: two cores, and oversubscription stalls torch for seconds.
 TEST_ENV := OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
 
-.PHONY: setup browser demo test test-all bench-env clean
+.PHONY: setup browser demo test test-all learn bench-env clean
 
 setup: $(STAMP)
 
@@ -34,6 +34,11 @@ test: setup browser
 
 test-all: setup browser
 	$(TEST_ENV) $(BIN)/python -m pytest -q
+
+# The learning path (docs/learn/): every chapter in full (a few minutes at 2 cores); regenerates
+# docs/learn/figures/, docs/learn/results/ and the pages' quoted output. `deepfit learn` runs one.
+learn: setup
+	$(BIN)/python -m deepfit.learn.build docs/learn
 
 bench-env:
 	bash bench/setup_env.sh

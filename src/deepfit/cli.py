@@ -136,6 +136,15 @@ def build_parser() -> argparse.ArgumentParser:
                            help="instead: the k items most similar to ITEM (--user is then ignored)")
 
     sub.add_parser("datasets", help="list the bundled datasets")
+
+    learn = sub.add_parser("learn", help="the learning path (docs/learn/): list its chapters, or run one",
+                           description="The learning path: ten chapters that follow the standard deep-learning "
+                           "books with deepfit on bundled data. Without a chapter: list them. With one: run it, "
+                           "print what it measures and write its figures into a folder it names.")
+    learn.add_argument("chapter", nargs="?", default=None, help="a chapter number, 1 to 10 (none: list the chapters)")
+    learn.add_argument("--out", default=None, metavar="DIR",
+                       help="folder for the chapter's figures and output.json (default runs/learn/<NN-name>)")
+    learn.add_argument("--quick", action="store_true", help="the seconds-long version (tiny epochs; what make test runs)")
     return parser
 
 
@@ -366,6 +375,33 @@ def _cmd_datasets(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_learn(args: argparse.Namespace) -> int:
+    import json
+    from pathlib import Path
+
+    from deepfit.learn import CHAPTERS, chapter, run_chapter
+
+    if args.chapter is None:
+        print("The learning path (docs/learn/index.md); run one with: deepfit learn N [--out DIR] [--quick]")
+        for ch in CHAPTERS:
+            print(f"{ch.number:3d}  {ch.title:32s} {ch.follows}")
+            if ch.waits_for:
+                print(f"{'':37s}(waits for {ch.waits_for})")
+        return 0
+    try:
+        ch = chapter(args.chapter)
+    except DeepfitError as e:
+        print(f"deepfit learn: {e}", file=sys.stderr)
+        return 2
+    out = Path(args.out or Path("runs") / "learn" / ch.page.removesuffix(".md"))
+    print(f"chapter {ch.number}: {ch.title} ({'quick' if args.quick else 'full'}); figures go to {out}")
+    result = run_chapter(ch.number, out, quick=args.quick)
+    (out / "output.json").write_text(json.dumps(result, indent=1, default=str) + "\n", encoding="utf-8")
+    figures = sorted(p.name for p in out.glob("*.png"))
+    print(f"chapter {ch.number} done in {result['seconds']:.0f} s; {out}: {', '.join(figures + ['output.json'])}")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -374,7 +410,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     handlers = {"train": _cmd_train, "predict": _cmd_predict, "evaluate": _cmd_evaluate, "demo": _cmd_demo,
                 "datasets": _cmd_datasets, "generate": _cmd_generate, "export": _cmd_export, "serve": _cmd_serve,
-                "recommend": _cmd_recommend}
+                "recommend": _cmd_recommend, "learn": _cmd_learn}
     try:
         return handlers[args.command](args)
     except DeepfitError as e:
