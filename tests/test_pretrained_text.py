@@ -127,7 +127,7 @@ def reviews(n: int = 48, *, offset: int = 0) -> pd.DataFrame:
 def test_auto_without_the_package_falls_back_to_ngrams_with_a_note(monkeypatch, tmp_path):
     monkeypatch.setattr(bert, "minilm_available", lambda: False)
     out = tmp_path / "run"
-    p = deepfit.fit(reviews(), target="score", progress=False, out=str(out), **SMALL)
+    p = deepfit.fit(reviews(), target="score", progress=False, out=str(out), text_encoder="auto", **SMALL)
     assert p.info["text_encoder"] == "ngrams"
     assert any(MINILM_INSTALL in n for n in p.info["notes"])
     assert json.loads((out / "run.json").read_text())["plan"]["text_encoder"] == "ngrams"
@@ -138,7 +138,7 @@ def test_auto_without_the_package_falls_back_to_ngrams_with_a_note(monkeypatch, 
 @needs_minilm
 def test_auto_choice_is_recorded_in_run_json_info_and_report(tmp_path):
     out = tmp_path / "run"
-    p = deepfit.fit(reviews(), target="score", progress=False, out=str(out), **SMALL)
+    p = deepfit.fit(reviews(), target="score", progress=False, out=str(out), text_encoder="auto", **SMALL)
     choice = p.info["text_encoder"]
     assert choice in ("ngrams", "minilm", "both")
     assert set(p.info["text_encoder_losses"]) == {"ngrams", "minilm", "both"}
