@@ -43,14 +43,22 @@ def copy_case(name: str, tmp_path: Path) -> Path:
     return Path(shutil.copytree(FIXTURES / name, tmp_path / name))
 
 
+# Float results are equal to the last bit on the CPU that wrote the fixtures; another CPU model
+# (oneDNN and the BLAS pick kernels by instruction set) differs in the last bits of float32 — seen
+# here: 6e-8 on an AMD EPYC for fixtures written on another x86_64. So: equal within float32
+# rounding, not bit for bit.
+RTOL, ATOL = 1e-5, 1e-6  # values and probabilities
+W_RTOL, W_ATOL = 1e-4, 1e-5  # weights after resumed training steps (the last-bit differences add up)
+
+
 def assert_frames_equal(got: pd.DataFrame, expected_csv: Path) -> None:
-    """Same columns, same labels, probabilities / values equal to the last bit."""
+    """Same columns, same labels, probabilities / values equal within float32 rounding."""
     expected = pd.read_csv(expected_csv)
     assert list(got.columns) == list(expected.columns)
     for column in expected.columns:
         if pd.api.types.is_float_dtype(expected[column]):
             a, b = got[column].to_numpy(np.float64), expected[column].to_numpy(np.float64)
-            assert np.array_equal(a, b), f"{column}: max abs diff {np.abs(a - b).max()}"
+            assert np.allclose(a, b, rtol=RTOL, atol=ATOL), f"{column}: max abs diff {np.abs(a - b).max()}"
         else:
             assert list(got[column].astype(str)) == list(expected[column].astype(str)), column
 
@@ -59,7 +67,19 @@ def assert_same_weights(a: Path, b: Path) -> None:
     wa, wb = load_file(a / "model.safetensors"), load_file(b / "model.safetensors")
     assert wa.keys() == wb.keys()
     for k in wa:
-        assert torch.equal(wa[k], wb[k]), k
+        assert torch.allclose(wa[k].float(), wb[k].float(), rtol=W_RTOL, atol=W_ATOL), \
+            f"{k}: max abs diff {(wa[k].float() - wb[k].float()).abs().max()}"
+
+
+def assert_lm_as_before(got: dict, expected: dict) -> None:
+    """make_fixtures.lm_expected's record: the same ids and generated text; scores and logits
+    within float32 rounding."""
+    assert got["prompt_ids"] == expected["prompt_ids"]
+    assert got["greedy"] == expected["greedy"] and got["sampled_seed0"] == expected["sampled_seed0"]
+    assert got["evaluate"].keys() == expected["evaluate"].keys()
+    for k, v in expected["evaluate"].items():
+        assert np.isclose(got["evaluate"][k], v, rtol=RTOL, atol=ATOL), (k, got["evaluate"][k], v)
+    assert np.allclose(got["logits_after_prompt"], expected["logits_after_prompt"], rtol=RTOL, atol=ATOL)
 
 
 def image_frame(predictor: object, images: Path) -> pd.DataFrame:
@@ -96,7 +116,7 @@ def test_image_artifact_predicts_exactly_what_it_predicted():
 def test_lm_artifact_scores_and_generates_exactly_as_before():
     folder = FIXTURES / "lm"
     expected = json.loads((folder / "expected.json").read_text(encoding="utf-8"))
-    assert make.lm_expected(deepfit.load(folder / "run"), folder / "corpus.txt") == expected
+    assert_lm_as_before(make.lm_expected(deepfit.load(folder / "run"), folder / "corpus.txt"), expected)
 
 
 def test_bundled_run_without_deepfit_json_loads_through_its_migration_and_predicts_as_before():
@@ -107,12 +127,12 @@ def test_bundled_run_without_deepfit_json_loads_through_its_migration_and_predic
     assert model.kind == "arrays" and model.classes == [str(i) for i in range(10)]
     logits, _ = make.bundled_logits(run)
     expected = pd.read_csv(FIXTURES / "bundled" / "expected.csv").to_numpy(np.float64)
-    assert np.array_equal(logits.double().numpy(), expected)
+    assert np.allclose(logits.double().numpy(), expected, rtol=RTOL, atol=ATOL)
     from deepfit import datasets
 
     x = datasets.load("digits").x_test
     probs = model.predict_proba(x[:50])
-    assert np.array_equal(probs, torch.softmax(torch.from_numpy(expected).float(), dim=1).numpy())
+    assert np.allclose(probs, torch.softmax(torch.from_numpy(expected).float(), dim=1).numpy(), rtol=RTOL, atol=ATOL)
     accuracy = model.evaluate("digits")["accuracy"]  # the whole test split
     assert accuracy == pytest.approx(json.loads((run / "metrics.json").read_text())["test_accuracy"], abs=1e-12)
 
@@ -174,7 +194,7 @@ def test_interrupted_lm_run_resumes_to_a_complete_run(tmp_path):
     if _same_training_precision():
         assert_same_weights(run, folder / "run")
         expected = json.loads((folder / "expected.json").read_text(encoding="utf-8"))
-        assert make.lm_expected(loaded, folder / "corpus.txt") == expected
+        assert_lm_as_before(make.lm_expected(loaded, folder / "corpus.txt"), expected)
 
 
 def test_the_fixtures_were_written_by_the_recorded_commit_and_stay_small():
