@@ -3,7 +3,8 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.deepfit-installed
-# Single-threaded torch in tests: two cores, and oversubscription stalls torch for seconds.
+# Single-threaded torch in tests: two cores, and oversubscription stalls torch for seconds; two
+# pytest-xdist workers (one thread each) keep the suite within 10 minutes on 2 cores.
 TEST_ENV := OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
 
 .PHONY: setup browser demo test test-all learn bench-env clean
@@ -30,10 +31,10 @@ browser:
 	  { echo "make test: the browser test needs Debian's chromium and chromedriver: sudo apt-get install chromium chromium-driver" >&2; exit 1; }
 
 test: setup browser
-	$(TEST_ENV) $(BIN)/python -m pytest -q -m "not slow"
+	$(TEST_ENV) $(BIN)/python -m pytest -q -n 2 -m "not slow"
 
 test-all: setup browser
-	$(TEST_ENV) $(BIN)/python -m pytest -q
+	$(TEST_ENV) $(BIN)/python -m pytest -q -n 2
 
 # The learning path (docs/learn/): every chapter in full (a few minutes at 2 cores); regenerates
 # docs/learn/figures/, docs/learn/results/ and the pages' quoted output. `deepfit learn` runs one.

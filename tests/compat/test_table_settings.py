@@ -90,6 +90,6 @@ def test_a_version_4_run_json_resumes_reading_its_text_through_ngrams():
     stored = json.loads((Path(__file__).parent / "fixtures" / "table_settings" / "v4_run_settings.json").read_text())
     assert stored["version"] == 4 and "text_encoder" not in stored["text"]
     s = TableSettings.from_json(stored)
-    assert s.text_encoder == "ngrams" and TableSettings(target="score").text_encoder == "auto"
+    assert s.text_encoder == "ngrams" and TableSettings(target="score").text_encoder == "ngrams"
     assert s == TableSettings(target="score", time_limit=60, text_bags=2, ngram_c=1.0, text_encoder="ngrams")
     assert TableSettings.from_json(s.to_json()) == s and s.to_json()["version"] == 5

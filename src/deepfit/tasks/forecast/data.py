@@ -114,6 +114,45 @@ def _parse_times(raw: pd.Series, keys: pd.Series, time: str, source: str) -> tup
     return parsed, False
 
 
+def _period_ordinals(times: pd.Series, raw: pd.Series, keys: pd.Series, freq: str,
+                     source: str) -> tuple[np.ndarray, str]:
+    """Each timestamp's period number at ``freq`` and the convention all of them follow ("start"
+    or "end" of their period); a timestamp that is neither, like the others, is an error."""
+    periods = times.dt.to_period(freq)
+    ordinals = periods.array.asi8.astype(np.int64)
+    starts = periods.dt.start_time
+    ends = periods.dt.end_time.dt.normalize() if freq in ("Y", "Q", "M", "W", "D", "B") else None
+    at_start = (times == starts).to_numpy()
+    at_end = (times == ends).to_numpy() if ends is not None else np.zeros(len(times), bool)
+    if at_start.all():
+        convention = "start"
+    elif at_end.all():
+        convention = "end"
+    else:
+        i = int(np.flatnonzero(~(at_start | at_end))[0] if not (at_start | at_end).all()
+                else np.flatnonzero(~at_start)[0])
+        raise DataError(f"{source}: irregular spacing for freq {freq!r}: {raw.iloc[i]!r} (row {i + 2}, "
+                        f"series {keys.iloc[i]!r}) is not the start or the end of its period like the others; "
+                        "resample the data to one timestamp per period, or pass the freq it has")
+    return ordinals, convention
+
+
+def _covariates(part: pd.DataFrame, cov_cols: list[str], grid: np.ndarray, last: int, key: Any,
+                source: str) -> tuple[np.ndarray, np.ndarray]:
+    """One series' known covariates: (on its time grid, interpolated; after its last target,
+    gaps filled from the neighbours). Empty arrays without covariates."""
+    if not cov_cols:
+        return np.zeros((len(grid), 0)), np.zeros((0, 0))
+    cov = part.set_index("t")[cov_cols]
+    inside = cov.reindex(grid).interpolate(limit_direction="both")
+    if inside.isna().any().any():
+        bad = inside.columns[inside.isna().any()][0]
+        raise DataError(f"{source}: known covariate {bad!r} is missing throughout series {key!r}")
+    future = cov.loc[cov.index > last]
+    return (inside.to_numpy(np.float64), future.to_numpy(np.float64) if not future.isna().any().any()
+            else future.ffill().bfill().to_numpy(np.float64))
+
+
 def read_series(data: Any, *, target: str, time: str, series: str | None, freq: str | None,
                 covariates: tuple[str, ...] = (), source: str = "data", need_target: bool = True) -> SeriesSet:
     """Read, check and fill the series of a table (the rules in the module docstring)."""
@@ -148,22 +187,7 @@ def read_series(data: Any, *, target: str, time: str, series: str | None, freq: 
         if freq is None:
             freq = _infer_freq(times, keys, source)
             notes.append(f"frequency inferred from the timestamps: {freq}")
-        periods = times.dt.to_period(freq)
-        ordinals = periods.array.asi8.astype(np.int64)
-        starts = periods.dt.start_time
-        ends = periods.dt.end_time.dt.normalize() if freq in ("Y", "Q", "M", "W", "D", "B") else None
-        at_start = (times == starts).to_numpy()
-        at_end = (times == ends).to_numpy() if ends is not None else np.zeros(len(times), bool)
-        if at_start.all():
-            convention = "start"
-        elif at_end.all():
-            convention = "end"
-        else:
-            i = int(np.flatnonzero(~(at_start | at_end))[0] if not (at_start | at_end).all()
-                    else np.flatnonzero(~at_start)[0])
-            raise DataError(f"{source}: irregular spacing for freq {freq!r}: {frame[time].iloc[i]!r} (row {i + 2}, "
-                            f"series {keys.iloc[i]!r}) is not the start or the end of its period like the others; "
-                            "resample the data to one timestamp per period, or pass the freq it has")
+        ordinals, convention = _period_ordinals(times, frame[time], keys, freq, source)
     table = pd.DataFrame({"key": keys.to_numpy(), "t": ordinals, "y": y.to_numpy(dtype=np.float64)})
     dup = table.duplicated(["key", "t"], keep=False).to_numpy()
     if dup.any():
@@ -197,19 +221,9 @@ def read_series(data: Any, *, target: str, time: str, series: str | None, freq: 
         out.ids.append(str(key))
         out.values.append(values)
         out.starts.append(int(first))
-        if cov_cols:
-            cov = part.set_index("t")[cov_cols]
-            inside = cov.reindex(grid).interpolate(limit_direction="both")
-            if inside.isna().any().any():
-                bad = inside.columns[inside.isna().any()][0]
-                raise DataError(f"{source}: known covariate {bad!r} is missing throughout series {key!r}")
-            future = cov.loc[cov.index > last]
-            out.covariates.append(inside.to_numpy(np.float64))
-            out.future.append(future.to_numpy(np.float64) if not future.isna().any().any() else
-                              future.ffill().bfill().to_numpy(np.float64))
-        else:
-            out.covariates.append(np.zeros((len(grid), 0)))
-            out.future.append(np.zeros((0, 0)))
+        inside, future = _covariates(part, cov_cols, grid, last, key, source)
+        out.covariates.append(inside)
+        out.future.append(future)
     if dropped:
         notes.append(f"{len(dropped)} series with no target value dropped: {', '.join(dropped[:5])}")
     if filled:

@@ -93,7 +93,7 @@ class ForecastTask(Task):
 
     @classmethod
     def settings_from_cli(cls, args: argparse.Namespace, given: dict[str, Any]) -> dict[str, Any]:
-        extra = sorted(set(given) - set(COMMON) - {"task"})
+        extra = sorted(set(given) - set(COMMON) - {"task"} - set(OWN_FLAGS))
         if extra:
             raise ConfigError(f"--{extra[0].replace('_', '-')} does not apply to --task forecast (it takes --target, "
                               "--time, --series, --horizon, --freq, --known-covariates, --quantiles, "

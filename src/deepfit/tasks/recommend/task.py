@@ -82,18 +82,7 @@ class RecommendTask(Task):
         notes: list[str] = []
         frame, label_of, columns = self._read(data, source, notes)
         by_time = s.time is not None
-        if test is not None:
-            test_frame, _, _ = self._read(test, source_name(test), [], columns=columns)
-            train_frame = frame
-        else:
-            keep, held = split_rows(frame, s.test_size, by_time=by_time, seed=s.seed)
-            train_frame, test_frame = frame.iloc[keep].reset_index(drop=True), frame.iloc[held].reset_index(drop=True)
-            if not len(held):
-                test_frame = None
-        fit_rows, valid_rows = split_rows(train_frame, s.valid_size, by_time=by_time, seed=s.seed + 1)
-        if not len(valid_rows):
-            raise DataError(f"{source}: too few ratings to hold out validation rows ({len(train_frame)} rows)")
-        fit_frame = train_frame.iloc[fit_rows].reset_index(drop=True)
+        train_frame, test_frame, fit_frame, valid_frame = self._splits(frame, test, columns, source)
         users = sorted(fit_frame["user"].unique().tolist())
         items = sorted(fit_frame["item"].unique().tolist())
         lo, hi = s.rating_range or (float(frame["rating"].min()), float(frame["rating"].max()))
@@ -116,7 +105,6 @@ class RecommendTask(Task):
                     torch.from_numpy(np.array(f["rating"], dtype=np.float32)))
 
         train_t = tensors(fit_frame)
-        valid_frame = train_frame.iloc[valid_rows].reset_index(drop=True)
         valid_t = tensors(valid_frame)
         u_np, i_np, y_np = (t.numpy() for t in train_t)
         seed_everything(s.seed)
@@ -167,6 +155,26 @@ class RecommendTask(Task):
         return predictor
 
     # ------------------------------------------------------------------ data
+
+    def _splits(self, frame: pd.DataFrame, test: Any, columns: dict[str, Any], source: str
+                ) -> tuple[pd.DataFrame, pd.DataFrame | None, pd.DataFrame, pd.DataFrame]:
+        """(training rows, test rows or None, the rows the model fits, the validation rows): the
+        test rows are ``test`` when given, else held out (each user's latest with a time column)."""
+        s = self.settings
+        by_time = s.time is not None
+        if test is not None:
+            test_frame, _, _ = self._read(test, source_name(test), [], columns=columns)
+            train_frame = frame
+        else:
+            keep, held = split_rows(frame, s.test_size, by_time=by_time, seed=s.seed)
+            train_frame, test_frame = frame.iloc[keep].reset_index(drop=True), frame.iloc[held].reset_index(drop=True)
+            if not len(held):
+                test_frame = None
+        fit_rows, valid_rows = split_rows(train_frame, s.valid_size, by_time=by_time, seed=s.seed + 1)
+        if not len(valid_rows):
+            raise DataError(f"{source}: too few ratings to hold out validation rows ({len(train_frame)} rows)")
+        return (train_frame, test_frame, train_frame.iloc[fit_rows].reset_index(drop=True),
+                train_frame.iloc[valid_rows].reset_index(drop=True))
 
     def _read(self, data: Any, source: str, notes: list[str], *, columns: dict[str, Any] | None = None
               ) -> tuple[pd.DataFrame, dict[str, str] | None, dict[str, Any]]:
