@@ -28,7 +28,7 @@ from deepfit.learn import CHAPTERS, Chapter, run_chapter
 __all__ = ["main", "build", "refresh_page", "page_blocks", "WORK"]
 
 WORK = Path("runs") / "learn"  # where the full runs happen (their run directories stay there)
-_BLOCK = re.compile(r"(<!-- learn:(output|code) -->\n).*?(\n<!-- /learn:\2 -->)", re.S)
+_BLOCK = re.compile(r"(<!-- learn:(output|code) -->\n)(?:.*?\n)?(<!-- /learn:\2 -->)", re.S)  # empty or not
 
 
 def page_blocks(ch: Chapter, result: dict[str, Any] | None) -> dict[str, str]:
@@ -46,7 +46,7 @@ def refresh_page(text: str, blocks: dict[str, str]) -> str:
     """``text`` with the content between each ``learn:output`` / ``learn:code`` marker pair replaced."""
     def fill(m: re.Match[str]) -> str:
         name = m.group(2)
-        return m.group(1) + blocks[name] + m.group(3) if name in blocks else m.group(0)
+        return m.group(1) + blocks[name] + "\n" + m.group(3) if name in blocks else m.group(0)
 
     return _BLOCK.sub(fill, text)
 
