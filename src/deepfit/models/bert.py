@@ -33,6 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from deepfit.pretrained.cache import package_installed
 from deepfit.errors import ConfigError, DataError
 
 __all__ = ["MiniLM", "BertConfig", "MINILM_PACKAGE", "MINILM_INSTALL", "MINILM_NAME", "minilm_files",
@@ -75,11 +76,7 @@ class BertConfig:
 
 def minilm_available() -> bool:
     """Whether the weights package is installed (``MINILM_INSTALL`` installs it)."""
-    try:
-        importlib.metadata.distribution(MINILM_PACKAGE)
-    except importlib.metadata.PackageNotFoundError:
-        return False
-    return True
+    return package_installed(MINILM_PACKAGE)
 
 
 def minilm_files() -> Path:

@@ -26,7 +26,7 @@ import torch
 
 from deepfit.errors import PretrainedError
 
-__all__ = ["cache_dir", "sha256_file", "atomic_write", "cached_weights", "CACHE_FORMAT"]
+__all__ = ["cache_dir", "sha256_file", "atomic_write", "cached_weights", "CACHE_FORMAT", "package_installed"]
 
 CACHE_FORMAT = 1  # version of the JSON written beside each converted model
 
@@ -104,3 +104,15 @@ def cached_weights(name: str, source: Path, convert: Callable[[Path], dict[str, 
         raise PretrainedError(f"cannot write the converted {name} weights into {folder}: {e}; set "
                               "DEEPFIT_PRETRAINED_DIR to a writable folder") from e
     return weights, {**meta, "rebuilt": True}
+
+
+def package_installed(name: str) -> bool:
+    """Whether the distribution ``name`` (a package that ships weights) is installed, found by its
+    metadata without importing it."""
+    import importlib.metadata
+
+    try:
+        importlib.metadata.distribution(name)
+    except importlib.metadata.PackageNotFoundError:
+        return False
+    return True

@@ -27,6 +27,7 @@ from typing import Any
 
 import torch
 
+from deepfit.pretrained.cache import package_installed
 from deepfit.errors import PretrainedError
 
 __all__ = ["NAME", "PACKAGE", "VERSION", "MEAN", "STD", "RESOLUTION", "available",
@@ -70,11 +71,7 @@ def rename(name: str) -> str:
 
 def available() -> bool:
     """True when the weights' package is installed."""
-    try:
-        importlib.metadata.distribution(PACKAGE)
-    except importlib.metadata.PackageNotFoundError:
-        return False
-    return True
+    return package_installed(PACKAGE)
 
 
 def source_path() -> Path:
